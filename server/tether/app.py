@@ -1,0 +1,286 @@
+"""The user-facing registry: an ``App`` holds functions, their components and state slots.
+
+Registering mirrors Gradio's Interface::
+
+    app = tether.App()
+
+    @app.function(inputs=["text", "state"], outputs=["chatbot", "state"])
+    def chat(message, history=[]):
+        history = history + [[message, "hi"]]
+        return history, history
+
+A ``"state"`` input is bound to the function parameter at the same position;
+its default is that parameter's default (copied per session), else ``None``.
+A ``"state"`` output replaces the session's value of the slot that the n-th
+``"state"`` input read. ``tether.State`` objects name slots explicitly, allow
+several per function, and can be shared by several functions.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .components import COMPONENTS, STATE, BadValue, check_input, check_output
+from .state import State
+from .store import Store
+
+__all__ = ["App", "AppError", "Function"]
+
+_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
+
+ComponentSpec = str | State
+
+
+class AppError(TypeError):
+    """An app or function was declared wrongly (raised at registration, not at run time)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Function:
+    """A registered function and everything the runner needs to call it."""
+
+    name: str
+    fn: Callable[..., Any]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    # Per input position: the State bound there, or None for a public input.
+    input_slots: tuple[State | None, ...]
+    # Per output position: the State it replaces, or None for a public output.
+    output_slots: tuple[State | None, ...]
+    public_inputs: tuple[str, ...]
+    public_outputs: tuple[str, ...]
+    labels: tuple[str, ...]
+    slots: tuple[State, ...]
+    is_async: bool
+    description: str
+
+    def manifest(self) -> dict[str, Any]:
+        """This function as it appears in the ``welcome`` message."""
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "inputs": list(self.public_inputs),
+            "outputs": list(self.public_outputs),
+            "labels": list(self.labels),
+        }
+        if self.description:
+            entry["description"] = self.description
+        return entry
+
+    def check_arguments(self, data: list[Any]) -> list[Any]:
+        """Validate the public inputs of a submit; raise ``BadValue`` saying which is wrong."""
+        expected = len(self.public_inputs)
+        if len(data) != expected:
+            raise BadValue(
+                f"{self.name} takes {expected} input{'s' if expected != 1 else ''} "
+                f"({', '.join(self.public_inputs) or 'none'}), got {len(data)}"
+            )
+        checked = []
+        for i, (component, value) in enumerate(zip(self.public_inputs, data, strict=True)):
+            try:
+                checked.append(check_input(component, value))
+            except BadValue as exc:
+                raise BadValue(f"input {i} ({self.labels[i]}): {exc}") from None
+        return checked
+
+    def split_outputs(self, returned: Any) -> tuple[list[Any], list[tuple[State, Any]]]:
+        """Split a return value into public outputs and new state values."""
+        n = len(self.outputs)
+        if n == 0:
+            return [], []
+        if n == 1:
+            values: Sequence[Any] = (returned,)
+        else:
+            if not isinstance(returned, (tuple, list)) or len(returned) != n:
+                raise BadValue(
+                    f"{self.name} must return {n} values ({', '.join(self.outputs)}), "
+                    f"got {_describe(returned)}"
+                )
+            values = returned
+        public: list[Any] = []
+        states: list[tuple[State, Any]] = []
+        for component, slot, value in zip(self.outputs, self.output_slots, values, strict=True):
+            if slot is None:
+                public.append(check_output(component, value))
+            else:
+                states.append((slot, value))
+        return public, states
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"{len(value)} values"
+    return f"one {type(value).__name__}"
+
+
+SessionHook = Callable[[Any], Any]
+
+
+class App:
+    """A set of functions served together, with one global store."""
+
+    def __init__(self, title: str = "tether") -> None:
+        self.title = title
+        self.functions: dict[str, Function] = {}
+        self.store = Store()
+        self.session_end_hooks: list[SessionHook] = []
+
+    def function(
+        self,
+        inputs: ComponentSpec | Sequence[ComponentSpec] = (),
+        outputs: ComponentSpec | Sequence[ComponentSpec] = (),
+        *,
+        name: str | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator form of ``add``; returns the function unchanged."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.add(fn, inputs, outputs, name=name)
+            return fn
+
+        return register
+
+    def add(
+        self,
+        fn: Callable[..., Any],
+        inputs: ComponentSpec | Sequence[ComponentSpec] = (),
+        outputs: ComponentSpec | Sequence[ComponentSpec] = (),
+        *,
+        name: str | None = None,
+    ) -> Function:
+        """Register ``fn`` under ``name`` (default: its ``__name__``)."""
+        fname = str(name or getattr(fn, "__name__", ""))
+        if not _NAME.fullmatch(fname):
+            raise AppError(f"function name {fname!r} must match {_NAME.pattern}")
+        if fname in self.functions:
+            raise AppError(f"a function named {fname!r} is already registered")
+        ins = _as_list(inputs)
+        outs = _as_list(outputs)
+        params = _positional_params(fn, fname, len(ins))
+
+        input_slots: list[State | None] = []
+        labels: list[str] = []
+        public_inputs: list[str] = []
+        private: dict[int, State] = {}
+        for i, spec in enumerate(ins):
+            param = params[i]
+            if isinstance(spec, State):
+                input_slots.append(spec)
+            elif spec == STATE:
+                default = None if param.default is inspect.Parameter.empty else param.default
+                slot = State(default, name=f"{fname}.{param.name}")
+                private[i] = slot
+                input_slots.append(slot)
+            else:
+                _check_component(spec, fname)
+                input_slots.append(None)
+                public_inputs.append(spec)
+                labels.append(param.name)
+
+        # The n-th plain "state" output writes back the n-th plain "state" input.
+        plain_inputs = [private[i] for i in sorted(private)]
+        output_slots: list[State | None] = []
+        n_plain = 0
+        for spec in outs:
+            if isinstance(spec, State):
+                output_slots.append(spec)
+            elif spec == STATE:
+                if n_plain >= len(plain_inputs):
+                    raise AppError(f"{fname}: a 'state' output needs a matching 'state' input")
+                output_slots.append(plain_inputs[n_plain])
+                n_plain += 1
+            else:
+                _check_component(spec, fname)
+                output_slots.append(None)
+
+        slots: list[State] = []
+        for maybe in (*input_slots, *output_slots):
+            if maybe is not None and maybe not in slots:
+                slots.append(maybe)
+
+        doc = inspect.getdoc(fn) or ""
+        function = Function(
+            name=fname,
+            fn=fn,
+            inputs=tuple(_spec_name(s) for s in ins),
+            outputs=tuple(_spec_name(s) for s in outs),
+            input_slots=tuple(input_slots),
+            output_slots=tuple(output_slots),
+            public_inputs=tuple(public_inputs),
+            public_outputs=tuple(
+                _spec_name(s) for s, slot in zip(outs, output_slots, strict=True) if slot is None
+            ),
+            labels=tuple(labels),
+            slots=tuple(slots),
+            is_async=_is_async(fn),
+            description=doc.splitlines()[0] if doc else "",
+        )
+        self.functions[fname] = function
+        return function
+
+    def on_session_end(self, hook: SessionHook) -> SessionHook:
+        """Decorator: ``hook(session)`` runs exactly once when a session ends (sync or async)."""
+        self.session_end_hooks.append(hook)
+        return hook
+
+    def manifest(self) -> list[dict[str, Any]]:
+        return [f.manifest() for f in self.functions.values()]
+
+
+def _as_list(spec: ComponentSpec | Sequence[ComponentSpec]) -> list[ComponentSpec]:
+    if isinstance(spec, (str, State)):
+        return [spec]
+    return list(spec)
+
+
+def _spec_name(spec: ComponentSpec) -> str:
+    return STATE if isinstance(spec, State) else spec
+
+
+def _check_component(spec: Any, fname: str) -> None:
+    if spec not in COMPONENTS:
+        raise AppError(
+            f"{fname}: unknown component {spec!r}; expected one of {', '.join(COMPONENTS)} "
+            "or a tether.State"
+        )
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """True for coroutine functions, also behind partial() or an async ``__call__``."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - we want the bound method
+    return not inspect.isroutine(fn) and inspect.iscoroutinefunction(call)
+
+
+def _positional_params(fn: Callable[..., Any], fname: str, count: int) -> list[inspect.Parameter]:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise AppError(f"{fname}: cannot read its signature ({exc})") from None
+    params = [
+        p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    has_varargs = any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
+    kw_required = [
+        p.name
+        for p in sig.parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.default is inspect.Parameter.empty
+    ]
+    if kw_required:
+        raise AppError(
+            f"{fname}: keyword-only parameters {kw_required} need defaults "
+            "(inputs are passed by position)"
+        )
+    if len(params) < count and not has_varargs:
+        raise AppError(f"{fname} takes {len(params)} positional parameters but has {count} inputs")
+    if len(params) > count:
+        extra = [p.name for p in params[count:] if p.default is inspect.Parameter.empty]
+        if extra:
+            raise AppError(f"{fname}: parameters {extra} have no input and no default")
+    while len(params) < count:
+        params.append(inspect.Parameter(f"arg{len(params)}", inspect.Parameter.POSITIONAL_ONLY))
+    return params[:count]

@@ -1,0 +1,120 @@
+"""Every limit and timeout of a tether server, in one place.
+
+Each field has a safe default, a ``TETHER_<NAME>`` environment variable and a
+``--<name>`` command-line flag (both derived from the field name), and a
+one-line description that the CLI help and ``docs/settings.md`` share.
+Precedence: explicit argument > command line > environment > default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Settings", "SettingsError"]
+
+ENV_PREFIX = "TETHER_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def _doc(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Limits and timeouts. Sizes are in bytes, durations in seconds."""
+
+    max_message_size: int = _doc(
+        "Largest incoming WebSocket message; a bigger one closes the connection with 1009.",
+        1 << 20,
+    )
+    thread_pool_size: int = _doc(
+        "Worker threads that run synchronous functions (and synchronous hooks).", 16
+    )
+    max_pending_per_session: int = _doc(
+        "Submits one session may have queued or running at once; more get `too_many_pending`.",
+        256,
+    )
+    send_queue_messages: int = _doc(
+        "Messages waiting to be written to one connection before it is closed "
+        "as a slow consumer (close 4008).",
+        1024,
+    )
+    send_queue_bytes: int = _doc(
+        "Bytes waiting to be written to one connection before it is closed "
+        "as a slow consumer (close 4008).",
+        16 << 20,
+    )
+    max_id_length: int = _doc("Longest string accepted as a submit id.", 128)
+    debug: bool = _doc(
+        "Include the traceback of a failing user function in its `fn_error` message.", False
+    )
+    shutdown_timeout: float = _doc(
+        "On shutdown, how long running submits may take to finish before they are cancelled.",
+        10.0,
+    )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise SettingsError(f"{f.name} must not be negative (got {value})")
+        if self.max_message_size < 1024:
+            raise SettingsError("max_message_size must be at least 1024 bytes")
+        if self.thread_pool_size < 1:
+            raise SettingsError("thread_pool_size must be at least 1")
+        if self.send_queue_messages < 1 or self.send_queue_bytes < 1:
+            raise SettingsError("the send queue bounds must be at least 1")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``TETHER_*`` variables, then apply ``overrides``."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = parse_value(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
+    """Parse the text form of a setting (environment or command line)."""
+    kind: type = type(f.default)
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(raw, 0)
+        if kind is float:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise SettingsError(
+            f"{ENV_PREFIX}{f.name.upper()} / --{f.name.replace('_', '-')}: "
+            f"cannot read {raw!r} as {kind.__name__}"
+        ) from None
+
+
+def describe() -> list[tuple[str, str, Any, str]]:
+    """(name, environment variable, default, description) for every setting."""
+    return [
+        (f.name, ENV_PREFIX + f.name.upper(), f.default, f.metadata["doc"])
+        for f in dataclasses.fields(Settings)
+    ]

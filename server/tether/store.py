@@ -1,0 +1,307 @@
+"""Global state: a store shared by every session, with atomic operations.
+
+``app.store`` is the handle user code holds. Its operations are coroutines
+(await them in async functions); ``app.store.sync`` offers the same calls for
+synchronous functions running in the thread pool, routed to the event loop.
+
+Every operation is atomic and maps onto one Redis command or script, so the
+in-memory backend here and a Redis backend can share one interface:
+
+==================  ===================================
+operation           Redis equivalent
+==================  ===================================
+get / set / delete  GET / SET / DEL
+incr                INCRBY / INCRBYFLOAT
+update(key, fn)     WATCH + GET + MULTI/SET/EXEC, retried
+list_append         RPUSH + LTRIM (one script)
+list_range          LRANGE
+lb_add              ZADD (+ ZREMRANGEBYRANK when ``keep``)
+lb_incr             ZINCRBY
+lb_top              ZREVRANGE ... WITHSCORES
+lb_rank / lb_score  ZREVRANK / ZSCORE
+==================  ===================================
+
+Values are JSON (stored serialised, as Redis would), so a value read from
+the store is always the caller's own copy and can never be mutated behind
+the lock's back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final, TypeVar
+
+import orjson
+
+__all__ = ["MemoryBackend", "Store", "StoreBackend", "StoreError", "SyncStore"]
+
+T = TypeVar("T")
+
+MAX_UPDATE_RETRIES: Final = 64
+
+
+class StoreError(Exception):
+    """A store operation was used wrongly (wrong type at a key, misuse from a thread)."""
+
+
+class StoreBackend:
+    """The operations a store backend provides; every one is atomic."""
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        raise NotImplementedError
+
+    async def set(self, key: str, value: Any) -> None:
+        raise NotImplementedError
+
+    async def delete(self, key: str) -> bool:
+        raise NotImplementedError
+
+    async def incr(self, key: str, by: int | float = 1) -> int | float:
+        raise NotImplementedError
+
+    async def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
+        raise NotImplementedError
+
+    async def list_append(self, key: str, value: Any, maxlen: int | None = None) -> int:
+        raise NotImplementedError
+
+    async def list_range(self, key: str, start: int = 0, stop: int = -1) -> list[Any]:
+        raise NotImplementedError
+
+    async def lb_add(self, board: str, member: str, score: float, keep: int | None = None) -> None:
+        raise NotImplementedError
+
+    async def lb_incr(self, board: str, member: str, by: float = 1) -> float:
+        raise NotImplementedError
+
+    async def lb_top(self, board: str, n: int) -> list[tuple[str, float]]:
+        raise NotImplementedError
+
+    async def lb_rank(self, board: str, member: str) -> int | None:
+        raise NotImplementedError
+
+    async def lb_score(self, board: str, member: str) -> float | None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise StoreError(f"store values must be JSON-serialisable: {exc}") from None
+
+
+def _number(value: Any, key: str) -> int | float:
+    if type(value) not in (int, float):
+        raise StoreError(f"incr: the value at {key!r} is not a number")
+    return value  # type: ignore[no-any-return]
+
+
+class MemoryBackend(StoreBackend):
+    """The embedded store for one process: dictionaries behind one asyncio lock.
+
+    Each operation runs to completion on the event loop without awaiting
+    inside the critical section, so the lock is never contended for long.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._values: dict[str, bytes] = {}
+        self._lists: dict[str, deque[bytes]] = {}
+        self._boards: dict[str, dict[str, float]] = {}
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        raw = self._values.get(key)
+        return default if raw is None else orjson.loads(raw)
+
+    async def set(self, key: str, value: Any) -> None:
+        raw = _dumps(value)
+        async with self._lock:
+            self._values[key] = raw
+
+    async def delete(self, key: str) -> bool:
+        async with self._lock:
+            found = False
+            for space in (self._values, self._lists, self._boards):
+                if space.pop(key, None) is not None:
+                    found = True
+            return found
+
+    async def incr(self, key: str, by: int | float = 1) -> int | float:
+        async with self._lock:
+            raw = self._values.get(key)
+            current = 0 if raw is None else _number(orjson.loads(raw), key)
+            value = current + by
+            self._values[key] = orjson.dumps(value)
+            return value
+
+    async def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
+        async with self._lock:
+            raw = self._values.get(key)
+            current = default if raw is None else orjson.loads(raw)
+            value = fn(current)
+            self._values[key] = _dumps(value)
+            return value
+
+    async def list_append(self, key: str, value: Any, maxlen: int | None = None) -> int:
+        raw = _dumps(value)
+        async with self._lock:
+            items = self._lists.get(key)
+            if items is None:
+                items = self._lists[key] = deque()
+            items.append(raw)
+            if maxlen is not None:
+                while len(items) > maxlen:
+                    items.popleft()
+            return len(items)
+
+    async def list_range(self, key: str, start: int = 0, stop: int = -1) -> list[Any]:
+        items = list(self._lists.get(key, ()))
+        # Redis LRANGE semantics: both ends inclusive, negative from the end.
+        n = len(items)
+        lo = max(start + n if start < 0 else start, 0)
+        hi = stop + n if stop < 0 else min(stop, n - 1)
+        return [orjson.loads(raw) for raw in items[lo : hi + 1]]
+
+    async def lb_add(self, board: str, member: str, score: float, keep: int | None = None) -> None:
+        async with self._lock:
+            scores = self._boards.setdefault(board, {})
+            scores[member] = float(score)
+            if keep is not None and len(scores) > keep:
+                for loser, _ in heapq.nsmallest(len(scores) - keep, scores.items(), key=_rank_key):
+                    del scores[loser]
+
+    async def lb_incr(self, board: str, member: str, by: float = 1) -> float:
+        async with self._lock:
+            scores = self._boards.setdefault(board, {})
+            value = scores.get(member, 0.0) + float(by)
+            scores[member] = value
+            return value
+
+    async def lb_top(self, board: str, n: int) -> list[tuple[str, float]]:
+        scores = self._boards.get(board, {})
+        return heapq.nlargest(n, scores.items(), key=_rank_key)
+
+    async def lb_rank(self, board: str, member: str) -> int | None:
+        scores = self._boards.get(board, {})
+        if member not in scores:
+            return None
+        mine = _rank_key((member, scores[member]))
+        return sum(1 for item in scores.items() if _rank_key(item) > mine)
+
+    async def lb_score(self, board: str, member: str) -> float | None:
+        return self._boards.get(board, {}).get(member)
+
+
+def _rank_key(item: tuple[str, float]) -> tuple[float, str]:
+    # Redis orders equal scores by member, and ZREVRANGE reverses both.
+    return (item[1], item[0])
+
+
+class Store:
+    """The handle functions use for global state; the backend is chosen at serve time."""
+
+    def __init__(self, backend: StoreBackend | None = None) -> None:
+        self.backend: StoreBackend = backend or MemoryBackend()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.sync = SyncStore(self)
+
+    def bind(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Attach to the serving event loop (``sync`` calls are routed to it)."""
+        self._loop = loop
+
+    def use(self, backend: StoreBackend) -> None:
+        self.backend = backend
+
+    def get(self, key: str, default: Any = None) -> Awaitable[Any]:
+        return self.backend.get(key, default)
+
+    def set(self, key: str, value: Any) -> Awaitable[None]:
+        return self.backend.set(key, value)
+
+    def delete(self, key: str) -> Awaitable[bool]:
+        return self.backend.delete(key)
+
+    def incr(self, key: str, by: int | float = 1) -> Awaitable[int | float]:
+        return self.backend.incr(key, by)
+
+    def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Awaitable[Any]:
+        """Atomically replace the value at ``key`` with ``fn(value)``.
+
+        ``fn`` must be a quick, pure function of its argument: a distributed
+        backend may call it more than once.
+        """
+        return self.backend.update(key, fn, default)
+
+    def list_append(self, key: str, value: Any, maxlen: int | None = None) -> Awaitable[int]:
+        return self.backend.list_append(key, value, maxlen)
+
+    def list_range(self, key: str, start: int = 0, stop: int = -1) -> Awaitable[list[Any]]:
+        return self.backend.list_range(key, start, stop)
+
+    def lb_add(
+        self, board: str, member: str, score: float, keep: int | None = None
+    ) -> Awaitable[None]:
+        """Set ``member``'s score; with ``keep``, only the best ``keep`` members stay."""
+        return self.backend.lb_add(board, member, score, keep)
+
+    def lb_incr(self, board: str, member: str, by: float = 1) -> Awaitable[float]:
+        return self.backend.lb_incr(board, member, by)
+
+    def lb_top(self, board: str, n: int) -> Awaitable[list[tuple[str, float]]]:
+        """The ``n`` best ``(member, score)`` pairs, highest score first."""
+        return self.backend.lb_top(board, n)
+
+    def lb_rank(self, board: str, member: str) -> Awaitable[int | None]:
+        """0-based rank of ``member`` (0 is the best), or None."""
+        return self.backend.lb_rank(board, member)
+
+    def lb_score(self, board: str, member: str) -> Awaitable[float | None]:
+        return self.backend.lb_score(board, member)
+
+    def run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a store coroutine from a worker thread and wait for its result."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            coro.close()
+            raise StoreError(
+                "store.sync is used while no server is running; "
+                "call it from a function served by tether"
+            )
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop or threading.get_ident() == getattr(loop, "_thread_id", None):
+            coro.close()
+            raise StoreError(
+                "store.sync blocks and cannot be used on the event loop "
+                "(from an async function); use 'await store.<operation>(...)' instead"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+class SyncStore:
+    """Blocking twins of the ``Store`` operations, for sync functions in the thread pool."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        op = getattr(StoreBackend, name, None)
+        if op is None or name.startswith("_") or name == "close":
+            raise AttributeError(f"the store has no operation {name!r}")
+        method = getattr(self._store, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._store.run_sync(method(*args, **kwargs))
+
+        call.__name__ = name
+        return call
