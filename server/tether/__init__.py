@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .app import App, AppError, Function
+from .protocol import PROTOCOL_VERSION
 from .settings import Settings, SettingsError
 from .state import State
 from .store import Store, StoreError
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from .transport import Server, serve
 
 __all__ = [
+    "PROTOCOL_VERSION",
     "App",
     "AppError",
     "Client",

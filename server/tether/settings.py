@@ -118,3 +118,19 @@ def describe() -> list[tuple[str, str, Any, str]]:
         (f.name, ENV_PREFIX + f.name.upper(), f.default, f.metadata["doc"])
         for f in dataclasses.fields(Settings)
     ]
+
+
+def markdown_table() -> str:
+    """The settings table of ``docs/settings.md`` (a test keeps that file in sync)."""
+    lines = [
+        "| Setting | Flag | Environment | Default | What it bounds |",
+        "|---|---|---|---|---|",
+    ]
+    for name, env, default, doc in describe():
+        flag = "--" + name.replace("_", "-")
+        lines.append(f"| `{name}` | `{flag}` | `{env}` | `{default}` | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m tether.settings > table
+    print(markdown_table(), end="")
