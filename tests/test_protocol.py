@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -358,9 +359,10 @@ def test_encode_welcome_adds_extra_fields() -> None:
     assert welcome["type"] == "welcome"
 
 
-def test_protocol_version_is_1() -> None:
-    assert PROTOCOL_VERSION == 1
-    assert orjson.loads(encode_welcome("s", []))["protocol"] == 1
+def test_protocol_md_documents_the_version_the_code_speaks() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "protocol.md").read_text()
+    assert f"**Version {PROTOCOL_VERSION}.**" in doc
+    assert orjson.loads(encode_welcome("s", []))["protocol"] == PROTOCOL_VERSION
 
 
 def test_encode_pong_is_a_pong_message() -> None:

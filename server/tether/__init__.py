@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .app import App, AppError, Function
+from .app import DEFAULT, App, AppError, Function
+from .context import Context, context
 from .protocol import PROTOCOL_VERSION
 from .settings import Settings, SettingsError
 from .state import State
@@ -18,10 +19,13 @@ if TYPE_CHECKING:
     from .transport import Server, serve
 
 __all__ = [
+    "DEFAULT",
     "PROTOCOL_VERSION",
     "App",
     "AppError",
+    "Call",
     "Client",
+    "Context",
     "Function",
     "Server",
     "Settings",
@@ -33,6 +37,7 @@ __all__ = [
     "TetherError",
     "connect",
     "connect_sync",
+    "context",
     "serve",
 ]
 
@@ -41,6 +46,7 @@ __version__ = "0.1.0"
 # The client and the server pull in websockets / aiohttp; import them only
 # when used, so that `import tether` stays fast for function modules.
 _LAZY = {
+    "Call": "client",
     "Client": "client",
     "SyncClient": "client",
     "TetherError": "client",

@@ -18,6 +18,7 @@ several per function, and can be shared by several functions.
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import re
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from .components import COMPONENTS, STATE, BadValue, check_input, check_output
 from .state import State
 from .store import Store
 
-__all__ = ["App", "AppError", "Function"]
+__all__ = ["DEFAULT", "App", "AppError", "Function"]
 
 _NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 
@@ -37,6 +38,15 @@ ComponentSpec = str | State
 
 class AppError(TypeError):
     """An app or function was declared wrongly (raised at registration, not at run time)."""
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Final[Any] = _Default()
+"""``concurrency_limit=DEFAULT``: as many as the thread pool has threads."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -57,6 +67,19 @@ class Function:
     slots: tuple[State, ...]
     is_async: bool
     description: str
+    # "call" (plain or async function), "gen" (generator), "agen" (async generator)
+    kind: str = "call"
+    # How many submits of this function may run at once, server-wide
+    # (DEFAULT: the thread pool size; None: unlimited).
+    concurrency_limit: int | _Default | None = None
+    # How many may wait for a free slot before submits get `queue_full` (None: the setting).
+    max_queue: int | None = None
+    # Seconds a submit may run before it ends with `timeout` (None: no limit).
+    timeout: float | None = None
+
+    @property
+    def streams(self) -> bool:
+        return self.kind != "call"
 
     def manifest(self) -> dict[str, Any]:
         """This function as it appears in the ``welcome`` message."""
@@ -122,11 +145,40 @@ SessionHook = Callable[[Any], Any]
 class App:
     """A set of functions served together, with one global store."""
 
-    def __init__(self, title: str = "tether") -> None:
+    def __init__(self, title: str = "tether", *, topics: Sequence[str] = ()) -> None:
         self.title = title
         self.functions: dict[str, Function] = {}
         self.store = Store()
         self.session_end_hooks: list[SessionHook] = []
+        self.topics: list[str] = []
+        self._publisher: Callable[[str, Any], None] | None = None
+        self.allow_topics(*topics)
+
+    def allow_topics(self, *patterns: str) -> None:
+        """Let clients subscribe to these topics: names, or patterns with ``*`` (``room:*``).
+
+        Any other subscription gets ``forbidden_topic``. Server code may publish
+        to any topic and subscribe a session to any topic.
+        """
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not pattern:
+                raise AppError(f"a topic pattern must be a non-empty string, not {pattern!r}")
+            if pattern not in self.topics:
+                self.topics.append(pattern)
+
+    def topic_allowed(self, topic: str) -> bool:
+        return any(fnmatch.fnmatchcase(topic, pattern) for pattern in self.topics)
+
+    def publish(self, topic: str, data: Any) -> None:
+        """Send ``data`` to every subscriber of ``topic``; callable from sync or async code.
+
+        Delivery is at most once: a subscriber that is gone, or too slow to keep
+        its send queue bounded, misses the event.
+        """
+        publisher = self._publisher
+        if publisher is None:
+            raise RuntimeError("app.publish() works only while the app is being served")
+        publisher(topic, data)
 
     def function(
         self,
@@ -134,11 +186,22 @@ class App:
         outputs: ComponentSpec | Sequence[ComponentSpec] = (),
         *,
         name: str | None = None,
+        concurrency_limit: int | None = DEFAULT,
+        max_queue: int | None = None,
+        timeout: float | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator form of ``add``; returns the function unchanged."""
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.add(fn, inputs, outputs, name=name)
+            self.add(
+                fn,
+                inputs,
+                outputs,
+                name=name,
+                concurrency_limit=concurrency_limit,
+                max_queue=max_queue,
+                timeout=timeout,
+            )
             return fn
 
         return register
@@ -150,13 +213,36 @@ class App:
         outputs: ComponentSpec | Sequence[ComponentSpec] = (),
         *,
         name: str | None = None,
+        concurrency_limit: int | None = DEFAULT,
+        max_queue: int | None = None,
+        timeout: float | None = None,
     ) -> Function:
-        """Register ``fn`` under ``name`` (default: its ``__name__``)."""
+        """Register ``fn`` under ``name`` (default: its ``__name__``).
+
+        ``concurrency_limit``: submits of this function running at once across
+        all sessions (default: the thread pool size; ``None``: unlimited); the
+        rest wait in a queue of at most ``max_queue`` (default: the
+        ``max_queue`` setting). ``timeout``: seconds a submit may run.
+        Generator functions (sync or async) stream: every yield is sent to the
+        client as a ``partial``, and the last one is the result.
+        """
         fname = str(name or getattr(fn, "__name__", ""))
         if not _NAME.fullmatch(fname):
             raise AppError(f"function name {fname!r} must match {_NAME.pattern}")
         if fname in self.functions:
             raise AppError(f"a function named {fname!r} is already registered")
+        if (
+            concurrency_limit is not DEFAULT
+            and concurrency_limit is not None
+            and (type(concurrency_limit) is not int or concurrency_limit < 1)
+        ):
+            raise AppError(f"{fname}: concurrency_limit must be a positive int or None")
+        if max_queue is not None and (type(max_queue) is not int or max_queue < 0):
+            raise AppError(f"{fname}: max_queue must be a non-negative int or None")
+        if timeout is not None and (
+            not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0
+        ):
+            raise AppError(f"{fname}: timeout must be a positive number of seconds or None")
         ins = _as_list(inputs)
         outs = _as_list(outputs)
         params = _positional_params(fn, fname, len(ins))
@@ -217,6 +303,10 @@ class App:
             slots=tuple(slots),
             is_async=_is_async(fn),
             description=doc.splitlines()[0] if doc else "",
+            kind=_kind(fn),
+            concurrency_limit=concurrency_limit,
+            max_queue=max_queue,
+            timeout=float(timeout) if timeout is not None else None,
         )
         self.functions[fname] = function
         return function
@@ -246,6 +336,20 @@ def _check_component(spec: Any, fname: str) -> None:
             f"{fname}: unknown component {spec!r}; expected one of {', '.join(COMPONENTS)} "
             "or a tether.State"
         )
+
+
+def _kind(fn: Callable[..., Any]) -> str:
+    if inspect.isasyncgenfunction(fn):
+        return "agen"
+    if inspect.isgeneratorfunction(fn):
+        return "gen"
+    call = getattr(fn, "__call__", None)  # noqa: B004
+    if not inspect.isroutine(fn) and call is not None:
+        if inspect.isasyncgenfunction(call):
+            return "agen"
+        if inspect.isgeneratorfunction(call):
+            return "gen"
+    return "call"
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

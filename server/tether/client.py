@@ -15,19 +15,24 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import Coroutine, Generator
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from .deltas import DeltaDecoder
 from .protocol import PROTOCOL_VERSION
 
-__all__ = ["Client", "SyncClient", "TetherError", "connect", "connect_sync"]
+__all__ = ["Call", "Client", "SyncClient", "TetherError", "connect", "connect_sync"]
 
 T = TypeVar("T")
+
+MAX_BUFFERED_EVENTS: Final = 10_000
 
 
 class TetherError(Exception):
@@ -40,6 +45,37 @@ class TetherError(Exception):
         self.id = id
 
 
+class Call:
+    """One submit in flight: await ``result()``, or ``cancel()`` it."""
+
+    __slots__ = ("_client", "fn", "future", "id", "on_partial", "on_queued", "position")
+
+    def __init__(
+        self,
+        client: Client,
+        id: Any,
+        fn: str,
+        on_partial: Callable[[list[Any]], Any] | None,
+        on_queued: Callable[[int], Any] | None,
+    ) -> None:
+        self._client = client
+        self.id = id
+        self.fn = fn
+        self.future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self.on_partial = on_partial
+        self.on_queued = on_queued
+        self.position: int | None = None  # while queued: 1-based position
+
+    async def result(self) -> list[Any]:
+        """The ``data`` list of the result; raises ``TetherError`` on an error reply."""
+        return await self.future
+
+    async def cancel(self) -> None:
+        """Ask the server to cancel; ``result()`` then raises ``TetherError('cancelled')``
+        (unless the result was already on its way)."""
+        await self._client._send({"type": "cancel", "id": self.id})
+
+
 class Client:
     """A connected session. Create it with ``tether.connect``."""
 
@@ -48,34 +84,130 @@ class Client:
         self.welcome = welcome
         self.session: str = welcome["session"]
         self.functions: dict[str, dict[str, Any]] = {f["name"]: f for f in welcome["functions"]}
+        self.deltas = bool(welcome.get("deltas"))
+        self._decoder = DeltaDecoder()
         self._ids = itertools.count(1)
-        self._pending: dict[Any, asyncio.Future[Any]] = {}
+        self._pending: dict[Any, Call] = {}
         self._pongs: list[asyncio.Future[None]] = []
+        self._topic_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._handlers: dict[str, Callable[[Any], Any]] = {}
+        self._events: dict[str, deque[Any]] = {}
+        self._event_signal = asyncio.Event()
+        self.subscribed: set[str] = set()
+        self.dropped_events = 0
         self._closed_error: TetherError | None = None
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
 
-    async def submit(self, fn: str, *args: Any) -> Any:
-        """Call ``fn`` with its public inputs; return its output (a tuple if several)."""
-        outputs = await self.submit_raw(fn, list(args))
-        if len(outputs) == 1:
-            return outputs[0]
-        return tuple(outputs)
+    # -- submits -------------------------------------------------------------
 
-    async def submit_raw(self, fn: str, data: list[Any], id: Any = None) -> list[Any]:
-        """Send one submit and return the ``data`` list of its result."""
+    async def submit(
+        self,
+        fn: str,
+        *args: Any,
+        on_partial: Callable[[Any], Any] | None = None,
+        on_queued: Callable[[int], Any] | None = None,
+    ) -> Any:
+        """Call ``fn`` with its public inputs; return its output (a tuple if several).
+
+        ``on_partial(output)`` is called for each streamed partial (same shape as
+        the return value); ``on_queued(position)`` while the submit waits in a queue.
+        """
+        wrapped = None
+        if on_partial is not None:
+            callback = on_partial
+
+            def wrapped(data: list[Any]) -> Any:
+                return callback(_unwrap(data))
+
+        call = await self.start(fn, *args, on_partial=wrapped, on_queued=on_queued)
+        return _unwrap(await call.result())
+
+    async def stream(self, fn: str, *args: Any) -> AsyncIterator[Any]:
+        """Iterate the partials of a streaming function, then its final result."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        call = await self.start(fn, *args, on_partial=queue.put_nowait)
+        waiter = asyncio.ensure_future(call.result())
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield _unwrap(getter.result())
+                    continue
+                getter.cancel()
+                while not queue.empty():
+                    yield _unwrap(queue.get_nowait())
+                yield _unwrap(waiter.result())
+                return
+        finally:
+            if not waiter.done():
+                await call.cancel()
+                waiter.cancel()
+
+    async def start(
+        self,
+        fn: str,
+        *args: Any,
+        id: Any = None,
+        on_partial: Callable[[list[Any]], Any] | None = None,
+        on_queued: Callable[[int], Any] | None = None,
+    ) -> Call:
+        """Send a submit and return its ``Call`` handle at once (to cancel it, say)."""
         if self._closed_error is not None:
             raise self._closed_error
         if id is None:
             id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[id] = future
+        call = Call(self, id, fn, on_partial, on_queued)
+        self._pending[id] = call
+        call.future.add_done_callback(lambda _: self._pending.pop(id, None))
         try:
-            await self.ws.send(
-                orjson.dumps({"type": "submit", "id": id, "fn": fn, "data": data}).decode()
-            )
-            return await future  # type: ignore[no-any-return]
-        finally:
+            await self._send({"type": "submit", "id": id, "fn": fn, "data": list(args)})
+        except BaseException:
             self._pending.pop(id, None)
+            raise
+        return call
+
+    async def submit_raw(self, fn: str, data: list[Any], id: Any = None) -> list[Any]:
+        """Send one submit and return the ``data`` list of its result."""
+        call = await self.start(fn, *data, id=id)
+        return await call.result()
+
+    # -- topics ----------------------------------------------------------------
+
+    async def subscribe(self, topic: str, handler: Callable[[Any], Any] | None = None) -> None:
+        """Subscribe to ``topic``; resolves once the server confirms.
+
+        Events go to ``handler(data)`` if given, else wait for ``next_event``.
+        Raises ``TetherError('forbidden_topic')`` if the app does not allow it.
+        """
+        if handler is not None:
+            self._handlers[topic] = handler
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._topic_waiters.setdefault(topic, []).append(future)
+        await self._send({"type": "subscribe", "topic": topic})
+        await future
+
+    async def unsubscribe(self, topic: str) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._topic_waiters.setdefault(topic, []).append(future)
+        await self._send({"type": "unsubscribe", "topic": topic})
+        await future
+        self._handlers.pop(topic, None)
+
+    async def next_event(self, topic: str, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        """The oldest unread event of ``topic`` (events without a handler are kept,
+        up to ``MAX_BUFFERED_EVENTS`` per topic; older ones are dropped and counted)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                buffered = self._events.get(topic)
+                if buffered:
+                    return buffered.popleft()
+                if self._closed_error is not None:
+                    raise self._closed_error
+                self._event_signal.clear()
+                await self._event_signal.wait()
+
+    # -- misc ------------------------------------------------------------------
 
     async def ping(self) -> None:
         """Application-level round trip: resolves when the server's ``pong`` arrives."""
@@ -87,6 +219,11 @@ class Client:
     async def send_raw(self, text: str | bytes) -> None:
         """Send a frame as is (for tests and tools that speak the protocol directly)."""
         await self.ws.send(text)
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._closed_error is not None:
+            raise self._closed_error
+        await self.ws.send(orjson.dumps(message).decode())
 
     async def _read_loop(self) -> None:
         try:
@@ -102,23 +239,88 @@ class Client:
                 else "connection lost"
             )
             self._closed_error = TetherError("connection_closed", reason)
-            for future in [*self._pending.values(), *self._pongs]:
+            futures: list[asyncio.Future[Any]] = [c.future for c in self._pending.values()]
+            futures += self._pongs
+            for waiters in self._topic_waiters.values():
+                futures += waiters
+            for future in futures:
                 if not future.done():
                     future.set_exception(self._closed_error)
+            self._event_signal.set()
+
+    def _decode(self, call: Call, data: list[Any]) -> list[Any]:
+        if not self.deltas:
+            return data
+        return [self._decoder.decode(call.fn, i, value) for i, value in enumerate(data)]
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
         if kind == "result":
-            future = self._pending.get(msg["id"])
-            if future is not None and not future.done():
-                future.set_result(msg["data"])
+            call = self._pending.get(msg["id"])
+            if call is not None and not call.future.done():
+                call.future.set_result(self._decode(call, msg["data"]))
+        elif kind == "partial":
+            call = self._pending.get(msg["id"])
+            if call is not None:
+                data = self._decode(call, msg["data"])
+                if call.on_partial is not None:
+                    call.on_partial(data)
+        elif kind == "queued":
+            call = self._pending.get(msg["id"])
+            if call is not None:
+                call.position = msg["position"]
+                if call.on_queued is not None:
+                    call.on_queued(msg["position"])
+        elif kind == "started":
+            call = self._pending.get(msg["id"])
+            if call is not None:
+                call.position = None
+        elif kind == "event":
+            self._on_event(msg["topic"], msg.get("data"))
+        elif kind == "subscribed" or kind == "unsubscribed":
+            topic = msg["topic"]
+            if kind == "subscribed":
+                self.subscribed.add(topic)
+            else:
+                self.subscribed.discard(topic)
+            self._resolve_topic(topic, None)
         elif kind == "error":
             error = TetherError(msg["code"], msg["message"], msg.get("id"))
-            future = self._pending.get(msg.get("id"))
-            if future is not None and not future.done():
-                future.set_exception(error)
+            if msg.get("id") is None and "topic" in msg:
+                self._resolve_topic(msg["topic"], error)
+                return
+            call = self._pending.get(msg.get("id"))
+            if call is not None and not call.future.done():
+                call.future.set_exception(error)
         elif kind == "pong" and self._pongs:
             self._pongs.pop(0).set_result(None)
+
+    def _on_event(self, topic: str, data: Any) -> None:
+        handler = self._handlers.get(topic)
+        if handler is not None:
+            handler(data)
+            return
+        buffered = self._events.get(topic)
+        if buffered is None:
+            buffered = self._events[topic] = deque()
+        if len(buffered) >= MAX_BUFFERED_EVENTS:
+            buffered.popleft()
+            self.dropped_events += 1
+        buffered.append(data)
+        self._event_signal.set()
+
+    def _resolve_topic(self, topic: str, error: TetherError | None) -> None:
+        waiters = self._topic_waiters.get(topic)
+        if not waiters:
+            return
+        future = waiters.pop(0)
+        if not waiters:
+            del self._topic_waiters[topic]
+        if not future.done():
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
     async def close(self) -> None:
         await self.ws.close()
@@ -136,11 +338,15 @@ class Client:
         await self.close()
 
 
+def _unwrap(outputs: list[Any]) -> Any:
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
 class _Connect:
     """``await connect(url)`` or ``async with connect(url) as c``."""
 
-    def __init__(self, url: str, kwargs: dict[str, Any]) -> None:
-        self.url = url
+    def __init__(self, url: str, deltas: bool, kwargs: dict[str, Any]) -> None:
+        self.url = _with_query(url, "deltas", "1") if deltas else url
         self.kwargs = kwargs
         self.client: Client | None = None
 
@@ -180,9 +386,17 @@ class _Connect:
             await self.client.close()
 
 
-def connect(url: str, **kwargs: Any) -> _Connect:
-    """Open a session. Extra keyword arguments go to ``websockets.connect``."""
-    return _Connect(url, kwargs)
+def connect(url: str, *, deltas: bool = True, **kwargs: Any) -> _Connect:
+    """Open a session. ``deltas``: receive chatbot outputs as deltas (rebuilt here, so
+    results are always whole). Extra keyword arguments go to ``websockets.connect``."""
+    return _Connect(url, deltas, kwargs)
+
+
+def _with_query(url: str, key: str, value: str) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    query.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class SyncClient:
@@ -205,6 +419,12 @@ class SyncClient:
 
     def submit(self, fn: str, *args: Any) -> Any:
         return self._call(self._client.submit(fn, *args))
+
+    def subscribe(self, topic: str) -> None:
+        self._call(self._client.subscribe(topic))
+
+    def next_event(self, topic: str, timeout: float | None = 10) -> Any:
+        return self._call(self._client.next_event(topic, timeout))
 
     def ping(self) -> None:
         self._call(self._client.ping())

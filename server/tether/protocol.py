@@ -16,6 +16,7 @@ import orjson
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "Cancel",
     "ClientMessage",
     "Close",
     "Code",
@@ -24,14 +25,21 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "Submit",
+    "Subscribe",
+    "Unsubscribe",
     "decode_client",
     "encode_error",
+    "encode_event",
+    "encode_partial",
     "encode_pong",
+    "encode_queued",
     "encode_result",
+    "encode_started",
+    "encode_subscribed",
     "encode_welcome",
 ]
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 
 SubmitId = str | int
 
@@ -48,6 +56,11 @@ class Code:
     DUPLICATE_ID: Final = "duplicate_id"
     SHUTTING_DOWN: Final = "shutting_down"
     INTERNAL: Final = "internal"
+    QUEUE_FULL: Final = "queue_full"
+    CANCELLED: Final = "cancelled"
+    TIMEOUT: Final = "timeout"
+    FORBIDDEN_TOPIC: Final = "forbidden_topic"
+    TOO_MANY_SUBSCRIPTIONS: Final = "too_many_subscriptions"
 
 
 class Close:
@@ -99,7 +112,28 @@ class Ping:
     """Application-level heartbeat; answered with ``pong``."""
 
 
-ClientMessage = Submit | Ping
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel submit ``id`` (queued or running). Unknown or finished ids are ignored."""
+
+    id: SubmitId
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Start receiving ``event`` messages of ``topic``."""
+
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    """Stop receiving ``event`` messages of ``topic``."""
+
+    topic: str
+
+
+ClientMessage = Submit | Ping | Cancel | Subscribe | Unsubscribe
 
 _PING: Final = Ping()
 
@@ -111,7 +145,9 @@ def _valid_id(value: Any, max_length: int) -> bool:
     return kind is str and 0 < len(value) <= max_length
 
 
-def decode_client(payload: str | bytes, *, max_id_length: int = 128) -> ClientMessage:
+def decode_client(
+    payload: str | bytes, *, max_id_length: int = 128, max_topic_length: int = 128
+) -> ClientMessage:
     """Decode one text frame from a client.
 
     Raises ``RemoteProtocolError`` with code ``bad_json`` or ``bad_message``.
@@ -131,6 +167,23 @@ def decode_client(payload: str | bytes, *, max_id_length: int = 128) -> ClientMe
         return _decode_submit(obj, max_id_length)
     if kind == "ping":
         return _PING
+    if kind == "cancel":
+        id_ = obj.get("id")
+        if not _valid_id(id_, max_id_length):
+            raise RemoteProtocolError(
+                Code.BAD_MESSAGE,
+                f'cancel field "id" must be an integer or a string of 1 to {max_id_length} '
+                "characters",
+            )
+        return Cancel(id_)  # type: ignore[arg-type]  # checked by _valid_id
+    if kind == "subscribe" or kind == "unsubscribe":
+        topic = obj.get("topic")
+        if type(topic) is not str or not 0 < len(topic) <= max_topic_length:
+            raise RemoteProtocolError(
+                Code.BAD_MESSAGE,
+                f'{kind} field "topic" must be a string of 1 to {max_topic_length} characters',
+            )
+        return Subscribe(topic) if kind == "subscribe" else Unsubscribe(topic)
     if kind is None:
         raise RemoteProtocolError(Code.BAD_MESSAGE, 'missing field "type"')
     if type(kind) is not str:
@@ -194,6 +247,34 @@ def encode_result(id: SubmitId, data: list[Any]) -> bytes:
 
 def encode_error(id: SubmitId | None, code: str, message: str) -> bytes:
     return orjson.dumps({"type": "error", "id": id, "code": code, "message": message})
+
+
+def encode_partial(id: SubmitId, data: list[Any]) -> bytes:
+    """One streamed step of a generator function."""
+    try:
+        return orjson.dumps({"type": "partial", "id": id, "data": data})
+    except orjson.JSONEncodeError as exc:
+        raise LocalProtocolError(f"outputs cannot be sent as JSON: {exc}") from None
+
+
+def encode_queued(id: SubmitId, position: int) -> bytes:
+    return orjson.dumps({"type": "queued", "id": id, "position": position})
+
+
+def encode_started(id: SubmitId) -> bytes:
+    return orjson.dumps({"type": "started", "id": id})
+
+
+def encode_event(topic: str, data: Any) -> bytes:
+    """An event for every subscriber of ``topic`` (encoded once, sent to all)."""
+    try:
+        return orjson.dumps({"type": "event", "topic": topic, "data": data})
+    except orjson.JSONEncodeError as exc:
+        raise LocalProtocolError(f"event data cannot be sent as JSON: {exc}") from None
+
+
+def encode_subscribed(topic: str, subscribed: bool = True) -> bytes:
+    return orjson.dumps({"type": "subscribed" if subscribed else "unsubscribed", "topic": topic})
 
 
 _PONG: Final = orjson.dumps({"type": "pong"})

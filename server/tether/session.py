@@ -13,24 +13,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from .app import App, Function
 from .components import BadValue
+from .context import Context, _current
+from .deltas import DeltaEncoder
+from .hub import Hub
 from .protocol import (
+    Cancel,
     Code,
     LocalProtocolError,
     Ping,
     RemoteProtocolError,
     Submit,
     SubmitId,
+    Subscribe,
+    Unsubscribe,
     decode_client,
     encode_error,
+    encode_partial,
     encode_pong,
     encode_result,
+    encode_subscribed,
 )
+from .queue import Gate, QueueFull
 from .runner import Runner
 from .settings import Settings
 from .state import State, copy_value
@@ -48,7 +60,7 @@ def new_session_id() -> str:
 
 
 class Session:
-    """The state and in-flight submits of one connection."""
+    """The state, in-flight submits and subscriptions of one connection."""
 
     def __init__(
         self,
@@ -56,20 +68,33 @@ class Session:
         runner: Runner,
         settings: Settings,
         send: Send,
+        *,
+        gate: Callable[[Function], Gate],
+        hub: Hub | None = None,
+        deltas: bool = False,
         id: str | None = None,
         client: str | None = None,
+        identity: Any = None,
     ) -> None:
         self.id = id or new_session_id()
         self.client = client
+        self.identity = identity
         self.app = app
         self.settings = settings
         self._runner = runner
         self._send = send
+        self._gate = gate
+        self._hub = hub
+        self._deltas = DeltaEncoder() if deltas else None
         self.state: dict[State, Any] = {}
         self._tails: dict[State, asyncio.Future[None]] = {}
         self.tasks: dict[SubmitId, asyncio.Task[None]] = {}
+        self._cancelling: set[SubmitId] = set()
+        self.topics: set[str] = set()
         self.closed = False
         self._ended = False
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
 
     # -- state -----------------------------------------------------------
 
@@ -81,19 +106,41 @@ class Session:
             value = self.state[slot] = slot.initial()
             return value
 
+    def send(self, frame: bytes) -> None:
+        """Queue a frame to this session's client (the hub's subscriber interface)."""
+        self._send(frame)
+
+    def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn`` on the session's loop: now if we are on it, else as soon as possible."""
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
     # -- incoming frames ---------------------------------------------------
 
     def receive(self, payload: str | bytes) -> None:
         """Handle one text frame from the client. Never raises for bad input."""
         try:
-            message = decode_client(payload, max_id_length=self.settings.max_id_length)
+            message = decode_client(
+                payload,
+                max_id_length=self.settings.max_id_length,
+                max_topic_length=self.settings.max_topic_length,
+            )
         except RemoteProtocolError as exc:
             self._send(exc.reply())
             return
-        if type(message) is Submit:
-            self.submit(message)
-        elif type(message) is Ping:
+        kind = type(message)
+        if kind is Submit:
+            self.submit(message)  # type: ignore[arg-type]
+        elif kind is Ping:
             self._send(encode_pong())
+        elif kind is Cancel:
+            self.cancel(message.id)  # type: ignore[union-attr]
+        elif kind is Subscribe:
+            self.subscribe(message.topic)  # type: ignore[union-attr]
+        elif kind is Unsubscribe:
+            self.unsubscribe_server_side(message.topic)  # type: ignore[union-attr]
 
     def submit(self, msg: Submit) -> None:
         """Admit a submit (or refuse it at once) and schedule it."""
@@ -125,19 +172,60 @@ class Session:
         except BadValue as exc:
             self._send(encode_error(msg.id, Code.BAD_ARGUMENTS, str(exc)))
             return
+        gate = self._gate(function)
+        if gate.full():
+            self._send(self._queue_full(msg.id, function, gate))
+            return
 
         waits: list[asyncio.Future[None]] = []
         done: asyncio.Future[None] | None = None
         if function.slots:
-            done = asyncio.get_running_loop().create_future()
+            done = self._loop.create_future()
             for slot in function.slots:
                 tail = self._tails.get(slot)
                 if tail is not None and tail not in waits:
                     waits.append(tail)
                 self._tails[slot] = done
-        self.tasks[msg.id] = asyncio.get_running_loop().create_task(
-            self._run(msg.id, function, args, waits, done)
+        self.tasks[msg.id] = self._loop.create_task(
+            self._run(msg.id, function, args, gate, waits, done)
         )
+
+    def cancel(self, id: SubmitId) -> None:
+        """Cancel a queued or running submit; unknown or finished ids are ignored."""
+        task = self.tasks.get(id)
+        if task is None or id in self._cancelling:
+            return
+        self._cancelling.add(id)
+        task.cancel()
+
+    # -- topics --------------------------------------------------------------
+
+    def subscribe(self, topic: str) -> None:
+        """A client's subscription: only to topics the app allows."""
+        if not self.app.topic_allowed(topic):
+            self._send(_topic_error(topic, Code.FORBIDDEN_TOPIC, "you may not subscribe to it"))
+            return
+        if topic not in self.topics and len(self.topics) >= self.settings.max_subscriptions:
+            self._send(
+                _topic_error(
+                    topic,
+                    Code.TOO_MANY_SUBSCRIPTIONS,
+                    f"this session is subscribed to {len(self.topics)} topics, the limit",
+                )
+            )
+            return
+        self.subscribe_server_side(topic)
+
+    def subscribe_server_side(self, topic: str) -> None:
+        if self._hub is None or self.closed:
+            return
+        self._hub.subscribe(self, topic)
+        self._send(encode_subscribed(topic))
+
+    def unsubscribe_server_side(self, topic: str) -> None:
+        if self._hub is not None:
+            self._hub.unsubscribe(self, topic)
+        self._send(encode_subscribed(topic, subscribed=False))
 
     # -- execution -----------------------------------------------------------
 
@@ -146,14 +234,26 @@ class Session:
         id: SubmitId,
         function: Function,
         args: list[Any],
+        gate: Gate,
         waits: list[asyncio.Future[None]],
         done: asyncio.Future[None] | None,
     ) -> None:
         try:
             for tail in waits:
                 await tail
-            self._send(await self._execute(id, function, args))
+            if not gate.try_acquire():
+                await gate.wait(id, self._send)
+            try:
+                frame = await self._execute(id, function, args)
+            finally:
+                gate.release()
+            self._send(frame)
+        except QueueFull:
+            self._send(self._queue_full(id, function, gate))
         except asyncio.CancelledError:
+            if id in self._cancelling and not self._ended:
+                self._send(encode_error(id, Code.CANCELLED, "cancelled by the client"))
+                return  # our own cancellation: it ends here
             self._send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
             raise
         except Exception:
@@ -161,6 +261,7 @@ class Session:
             self._send(encode_error(id, Code.INTERNAL, "internal server error"))
         finally:
             del self.tasks[id]
+            self._cancelling.discard(id)
             if done is not None:
                 done.set_result(None)
                 for slot in function.slots:
@@ -180,15 +281,25 @@ class Session:
                 full.append(value)
                 if slot.snapshot:
                     snapshots.append((slot, copy_value(value)))
+        _current.set(Context(self, id))
         try:
-            returned = await self._runner.call(function, full)
-            outputs, new_states = function.split_outputs(returned)
-            frame = encode_result(id, outputs)
+            async with asyncio.timeout(function.timeout):
+                if function.streams:
+                    outputs, new_states = await self._stream(id, function, full)
+                else:
+                    returned = await self._runner.call(function, full)
+                    outputs, new_states = function.split_outputs(returned)
+            frame = self._encode_outputs(id, function, outputs, partial=False)
         except asyncio.CancelledError:
             # A sync function may still be running in its thread; it keeps the
             # object it was given, while the session gets the snapshot back.
             self._restore(snapshots)
             raise
+        except TimeoutError:
+            self._restore(snapshots)
+            return encode_error(
+                id, Code.TIMEOUT, f"{function.name} ran longer than its {function.timeout:g} s"
+            )
         except (BadValue, LocalProtocolError) as exc:
             self._restore(snapshots)
             return encode_error(id, Code.FN_ERROR, f"{function.name} returned a bad value: {exc}")
@@ -198,6 +309,40 @@ class Session:
             return encode_error(id, Code.FN_ERROR, self._describe_exception(function, exc))
         for slot, value in new_states:
             self.state[slot] = value
+        return frame
+
+    async def _stream(
+        self, id: SubmitId, function: Function, full: list[Any]
+    ) -> tuple[list[Any], list[tuple[State, Any]]]:
+        """Send a partial per yield; the last yield is the result (and its state is kept)."""
+        last: tuple[list[Any], list[tuple[State, Any]]] | None = None
+        steps = self._runner.stream(function, full)
+        try:
+            async for item in steps:
+                last = function.split_outputs(item)
+                self._send(self._encode_outputs(id, function, last[0], partial=True))
+        finally:
+            await steps.aclose()  # type: ignore[attr-defined]
+        if last is None:
+            raise BadValue(f"{function.name} finished without yielding a value")
+        return last
+
+    def _encode_outputs(
+        self, id: SubmitId, function: Function, outputs: list[Any], *, partial: bool
+    ) -> bytes:
+        encode = encode_partial if partial else encode_result
+        deltas = self._deltas
+        if deltas is None or "chatbot" not in function.public_outputs:
+            return encode(id, outputs)
+        wire = list(outputs)
+        pending = []
+        for i, component in enumerate(function.public_outputs):
+            if component == "chatbot":
+                wire[i], items = deltas.prepare(function.name, i, outputs[i])
+                pending.append((i, items))
+        frame = encode(id, wire)
+        for i, items in pending:  # only once the frame exists (it is about to be sent)
+            deltas.commit(function.name, i, items)
         return frame
 
     def _restore(self, snapshots: list[tuple[State, Any]]) -> None:
@@ -210,14 +355,24 @@ class Session:
             text += "\n" + "".join(traceback.format_exception(exc))
         return text
 
+    def _queue_full(self, id: SubmitId, function: Function, gate: Gate) -> bytes:
+        return encode_error(
+            id,
+            Code.QUEUE_FULL,
+            f"{function.name} has {len(gate)} submits waiting (its limit); try again later",
+        )
+
     # -- end -----------------------------------------------------------------
 
     async def close(self) -> None:
-        """End the session: cancel what is in flight, then run the end hooks once."""
+        """End the session: drop its queued submits, cancel running ones, leave every
+        topic, then run the end hooks once."""
         if self._ended:
             return
         self._ended = True
         self.closed = True
+        if self._hub is not None:
+            self._hub.drop(self)
         tasks = list(self.tasks.values())
         for task in tasks:
             task.cancel()
@@ -232,3 +387,15 @@ class Session:
         tasks = list(self.tasks.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
+
+
+def _topic_error(topic: str, code: str, why: str) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "error",
+            "id": None,
+            "code": code,
+            "topic": topic,
+            "message": f"topic {topic[:128]!r}: {why}",
+        }
+    )

@@ -53,8 +53,24 @@ class Settings:
         16 << 20,
     )
     max_id_length: int = _doc("Longest string accepted as a submit id.", 128)
+    max_queue: int = _doc(
+        "Submits that may wait for a function's concurrency limit (per function, unless "
+        "the function sets `max_queue`); more get `queue_full`.",
+        1000,
+    )
+    queue_update_interval: float = _doc(
+        "Shortest time between two `queued` position updates of one function's queue.",
+        0.25,
+    )
+    max_subscriptions: int = _doc("Topics one session may be subscribed to at once.", 100)
+    max_topic_length: int = _doc("Longest topic name accepted from a client.", 128)
     debug: bool = _doc(
         "Include the traceback of a failing user function in its `fn_error` message.", False
+    )
+    close_timeout: float = _doc(
+        "How long the server waits for a client to answer its close frame before it drops "
+        "the TCP connection.",
+        5.0,
     )
     shutdown_timeout: float = _doc(
         "On shutdown, how long running submits may take to finish before they are cancelled.",

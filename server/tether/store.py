@@ -37,7 +37,14 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
-__all__ = ["MemoryBackend", "Store", "StoreBackend", "StoreError", "SyncStore"]
+__all__ = [
+    "MemoryBackend",
+    "Store",
+    "StoreBackend",
+    "StoreError",
+    "SyncStore",
+    "plain_number",
+]
 
 T = TypeVar("T")
 
@@ -63,16 +70,39 @@ class StoreBackend:
     async def incr(self, key: str, by: int | float = 1) -> int | float:
         raise NotImplementedError
 
-    async def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
+    # Set by the server: how a backend that publishes from within an operation
+    # (atomically with the change) reaches the subscribers of a topic.
+    publisher: Callable[[str, Any], None] | None = None
+
+    async def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        default: Any = None,
+        *,
+        topic: str | None = None,
+        event: Callable[[Any], Any] | None = None,
+    ) -> Any:
         raise NotImplementedError
 
-    async def list_append(self, key: str, value: Any, maxlen: int | None = None) -> int:
+    async def list_append(
+        self, key: str, value: Any, maxlen: int | None = None, *, topic: str | None = None
+    ) -> int:
         raise NotImplementedError
 
     async def list_range(self, key: str, start: int = 0, stop: int = -1) -> list[Any]:
         raise NotImplementedError
 
-    async def lb_add(self, board: str, member: str, score: float, keep: int | None = None) -> None:
+    async def lb_add(
+        self,
+        board: str,
+        member: str,
+        score: float,
+        keep: int | None = None,
+        *,
+        top: int = 0,
+        topic: str | None = None,
+    ) -> list[tuple[str, float]]:
         raise NotImplementedError
 
     async def lb_incr(self, board: str, member: str, by: float = 1) -> float:
@@ -96,6 +126,11 @@ def _dumps(value: Any) -> bytes:
         return orjson.dumps(value)
     except orjson.JSONEncodeError as exc:
         raise StoreError(f"store values must be JSON-serialisable: {exc}") from None
+
+
+def plain_number(score: float) -> int | float:
+    """A score as JSON shows it: 42, not 42.0."""
+    return int(score) if float(score).is_integer() else score
 
 
 def _number(value: Any, key: str) -> int | float:
@@ -142,15 +177,27 @@ class MemoryBackend(StoreBackend):
             self._values[key] = orjson.dumps(value)
             return value
 
-    async def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
+    async def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        default: Any = None,
+        *,
+        topic: str | None = None,
+        event: Callable[[Any], Any] | None = None,
+    ) -> Any:
         async with self._lock:
             raw = self._values.get(key)
             current = default if raw is None else orjson.loads(raw)
             value = fn(current)
             self._values[key] = _dumps(value)
+            if topic is not None:
+                self._publish(topic, event(value) if event is not None else value)
             return value
 
-    async def list_append(self, key: str, value: Any, maxlen: int | None = None) -> int:
+    async def list_append(
+        self, key: str, value: Any, maxlen: int | None = None, *, topic: str | None = None
+    ) -> int:
         raw = _dumps(value)
         async with self._lock:
             items = self._lists.get(key)
@@ -160,7 +207,14 @@ class MemoryBackend(StoreBackend):
             if maxlen is not None:
                 while len(items) > maxlen:
                     items.popleft()
+            if topic is not None:
+                self._publish(topic, orjson.loads(raw))
             return len(items)
+
+    def _publish(self, topic: str, data: Any) -> None:
+        # Called under the lock, so events leave in the order of the changes.
+        if self.publisher is not None:
+            self.publisher(topic, data)
 
     async def list_range(self, key: str, start: int = 0, stop: int = -1) -> list[Any]:
         items = list(self._lists.get(key, ()))
@@ -170,13 +224,26 @@ class MemoryBackend(StoreBackend):
         hi = stop + n if stop < 0 else min(stop, n - 1)
         return [orjson.loads(raw) for raw in items[lo : hi + 1]]
 
-    async def lb_add(self, board: str, member: str, score: float, keep: int | None = None) -> None:
+    async def lb_add(
+        self,
+        board: str,
+        member: str,
+        score: float,
+        keep: int | None = None,
+        *,
+        top: int = 0,
+        topic: str | None = None,
+    ) -> list[tuple[str, float]]:
         async with self._lock:
             scores = self._boards.setdefault(board, {})
             scores[member] = float(score)
             if keep is not None and len(scores) > keep:
                 for loser, _ in heapq.nsmallest(len(scores) - keep, scores.items(), key=_rank_key):
                     del scores[loser]
+            best = heapq.nlargest(top, scores.items(), key=_rank_key) if top > 0 else []
+            if topic is not None:
+                self._publish(topic, [plain_number(s) for _, s in best])
+            return best
 
     async def lb_incr(self, board: str, member: str, by: float = 1) -> float:
         async with self._lock:
@@ -213,9 +280,15 @@ class Store:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sync = SyncStore(self)
 
-    def bind(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        """Attach to the serving event loop (``sync`` calls are routed to it)."""
+    def bind(
+        self,
+        loop: asyncio.AbstractEventLoop | None,
+        publish: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        """Attach to the serving event loop (``sync`` calls are routed to it) and to
+        the server's topics (for operations that publish their change)."""
         self._loop = loop
+        self.backend.publisher = publish
 
     def use(self, backend: StoreBackend) -> None:
         self.backend = backend
@@ -232,25 +305,51 @@ class Store:
     def incr(self, key: str, by: int | float = 1) -> Awaitable[int | float]:
         return self.backend.incr(key, by)
 
-    def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Awaitable[Any]:
-        """Atomically replace the value at ``key`` with ``fn(value)``.
+    def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        default: Any = None,
+        *,
+        topic: str | None = None,
+        event: Callable[[Any], Any] | None = None,
+    ) -> Awaitable[Any]:
+        """Atomically replace the value at ``key`` with ``fn(value)``; return the new value.
 
         ``fn`` must be a quick, pure function of its argument: a distributed
-        backend may call it more than once.
+        backend may call it more than once. With ``topic``, the new value (or
+        ``event(new value)``) is published there atomically with the change,
+        so subscribers see changes in the order they happened.
         """
-        return self.backend.update(key, fn, default)
+        return self.backend.update(key, fn, default, topic=topic, event=event)
 
-    def list_append(self, key: str, value: Any, maxlen: int | None = None) -> Awaitable[int]:
-        return self.backend.list_append(key, value, maxlen)
+    def list_append(
+        self, key: str, value: Any, maxlen: int | None = None, *, topic: str | None = None
+    ) -> Awaitable[int]:
+        """Append; keep only the newest ``maxlen``; with ``topic``, publish ``value`` there
+        atomically with the append. Returns the new length."""
+        return self.backend.list_append(key, value, maxlen, topic=topic)
 
     def list_range(self, key: str, start: int = 0, stop: int = -1) -> Awaitable[list[Any]]:
         return self.backend.list_range(key, start, stop)
 
     def lb_add(
-        self, board: str, member: str, score: float, keep: int | None = None
-    ) -> Awaitable[None]:
-        """Set ``member``'s score; with ``keep``, only the best ``keep`` members stay."""
-        return self.backend.lb_add(board, member, score, keep)
+        self,
+        board: str,
+        member: str,
+        score: float,
+        keep: int | None = None,
+        *,
+        top: int = 0,
+        topic: str | None = None,
+    ) -> Awaitable[list[tuple[str, float]]]:
+        """Set ``member``'s score; with ``keep``, only the best ``keep`` members stay.
+
+        Returns the best ``top`` ``(member, score)`` pairs after the change; with
+        ``topic``, their scores (a list of numbers, best first) are published
+        there atomically with the change.
+        """
+        return self.backend.lb_add(board, member, score, keep, top=top, topic=topic)
 
     def lb_incr(self, board: str, member: str, by: float = 1) -> Awaitable[float]:
         return self.backend.lb_incr(board, member, by)

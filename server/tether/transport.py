@@ -17,8 +17,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .app import App
+from .app import App, Function, _Default
+from .hub import Hub
 from .protocol import Close, Code, encode_error, encode_welcome
+from .queue import Gate
 from .runner import Runner
 from .session import Session
 from .settings import Settings
@@ -48,12 +50,20 @@ class Connection:
     the connection is closed with 4008 (slow consumer).
     """
 
-    def __init__(self, ws: web.WebSocketResponse, settings: Settings) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        settings: Settings,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         self.ws = ws
+        self._transport = transport
+        self._close_timeout = settings.close_timeout
         self._max_messages = settings.send_queue_messages
         self._max_bytes = settings.send_queue_bytes
         self._queue: deque[bytes] = deque()
         self._bytes = 0
+        self._closer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.closed = False
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -86,6 +96,12 @@ class Connection:
             # The peer went away; the read loop sees it and ends the session.
             self.closed = True
 
+    def stop_writer(self) -> None:
+        """The socket is gone: stop the writer task and drop what is queued."""
+        self._writer.cancel()
+        self._queue.clear()
+        self._bytes = 0
+
     def abort(self, code: int, reason: str) -> None:
         """Close now, dropping whatever is queued."""
         if self.closed:
@@ -94,11 +110,27 @@ class Connection:
         self._queue.clear()
         self._bytes = 0
         self._writer.cancel()
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, message=reason.encode())
+        """Close handshake, bounded: a peer that does not read cannot hold us up.
+
+        The close frame goes into the transport without waiting for the peer
+        to drain it (``drain=False``), which also ends the handler's read loop
+        at once; then the peer has ``close_timeout`` seconds to answer before
+        the TCP connection is dropped.
+        """
+        answered = False
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=reason.encode(), drain=False),
+                self._close_timeout + 1,
+            )
+            answered = self.ws.close_code == code or self.ws.close_code == 1000
+        except Exception:
+            pass
+        if not answered and self._transport is not None:
+            self._transport.abort()
 
     async def flush_and_close(self, code: int, reason: str, grace: float = 5.0) -> None:
         """Send what is queued (for up to ``grace`` seconds), then close with ``code``."""
@@ -121,6 +153,8 @@ class Server:
         self.app = app
         self.settings = settings or Settings.from_env()
         self.runner = Runner(self.settings)
+        self.hub = Hub()
+        self._gates: dict[Function, Gate] = {}
         self.sessions: dict[str, Session] = {}
         self._connections: dict[str, Connection] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -137,7 +171,22 @@ class Server:
     # -- lifecycle -----------------------------------------------------------
 
     async def _on_startup(self, _: web.Application) -> None:
-        self.app.store.bind(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        self.hub.bind(loop)
+        self.app._publisher = self.hub.publish
+        self.app.store.bind(loop, publish=self.hub.publish)
+
+    def gate(self, function: Function) -> Gate:
+        """The concurrency gate of ``function`` (shared by every session of this server)."""
+        gate = self._gates.get(function)
+        if gate is None:
+            limit = function.concurrency_limit
+            gate = self._gates[function] = Gate(
+                self.settings.thread_pool_size if isinstance(limit, _Default) else limit,
+                self.settings.max_queue if function.max_queue is None else function.max_queue,
+                self.settings.queue_update_interval,
+            )
+        return gate
 
     async def _on_shutdown(self, _: web.Application) -> None:
         """Drain: refuse new work, let running submits finish, then close with 1001."""
@@ -155,6 +204,8 @@ class Server:
 
     async def _on_cleanup(self, _: web.Application) -> None:
         self.runner.close()
+        self.app._publisher = None
+        self.hub.bind(None)
         self.app.store.bind(None)
         await self.app.store.backend.close()
 
@@ -169,17 +220,35 @@ class Server:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if self.stopping:
             raise web.HTTPServiceUnavailable(text="server is shutting down")
-        ws = web.WebSocketResponse(max_msg_size=self.settings.max_message_size, compress=False)
+        ws = web.WebSocketResponse(
+            max_msg_size=self.settings.max_message_size,
+            compress=False,
+            timeout=self.settings.close_timeout,
+        )
         await ws.prepare(request)
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        conn = Connection(ws, self.settings)
-        session = Session(self.app, self.runner, self.settings, conn.send, client=request.remote)
+        conn = Connection(ws, self.settings, request.transport)
+        deltas = request.query.get("deltas", "") in ("1", "true")
+        session = Session(
+            self.app,
+            self.runner,
+            self.settings,
+            conn.send,
+            gate=self.gate,
+            hub=self.hub,
+            deltas=deltas,
+            client=request.remote,
+        )
         self.sessions[session.id] = session
         self._connections[session.id] = conn
         try:
-            conn.send(encode_welcome(session.id, self.app.manifest()))
+            conn.send(
+                encode_welcome(
+                    session.id, self.app.manifest(), topics=self.app.topics, deltas=deltas
+                )
+            )
             receive = session.receive
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
@@ -192,6 +261,7 @@ class Server:
             self.sessions.pop(session.id, None)
             self._connections.pop(session.id, None)
             conn.closed = True
+            conn.stop_writer()
             await session.close()
             self._handlers.discard(task)
         return ws

@@ -1,0 +1,98 @@
+"""Per-function concurrency limits and their bounded, position-reporting queues.
+
+A ``Gate`` admits up to ``limit`` running submits of one function across all
+sessions. A submit that finds it full waits in a FIFO queue of at most
+``max_queue`` entries and is told its 1-based position (``queued``), again
+whenever the position changes (at most once per ``interval`` seconds per
+gate), and ``started`` when it gets a slot. A submit that finds a free slot
+gets neither message: the fast path stays one reply per submit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from .protocol import SubmitId, encode_queued, encode_started
+
+__all__ = ["Gate", "QueueFull"]
+
+
+class QueueFull(Exception):
+    """The function's queue is at its bound."""
+
+
+class _Waiter:
+    __slots__ = ("future", "id", "send", "sent_position")
+
+    def __init__(self, future: asyncio.Future[None], id: SubmitId, send: Callable[[bytes], None]):
+        self.future = future
+        self.id = id
+        self.send = send
+        self.sent_position = 0
+
+
+class Gate:
+    def __init__(self, limit: int | None, max_queue: int, interval: float) -> None:
+        self.limit = limit
+        self.max_queue = max_queue
+        self.interval = interval
+        self.running = 0
+        self.queue: deque[_Waiter] = deque()
+        self._flush_scheduled = False
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def try_acquire(self) -> bool:
+        """Take a slot at once if one is free and nobody is waiting (the fast path)."""
+        if self.limit is None or (self.running < self.limit and not self.queue):
+            self.running += 1
+            return True
+        return False
+
+    def full(self) -> bool:
+        return len(self.queue) >= self.max_queue
+
+    async def wait(self, id: SubmitId, send: Callable[[bytes], None]) -> None:
+        """Queue for a slot; return holding it. Raises QueueFull, or CancelledError."""
+        if self.full():
+            raise QueueFull
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), id, send)
+        self.queue.append(waiter)
+        waiter.sent_position = len(self.queue)
+        send(encode_queued(id, waiter.sent_position))
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.release()  # the slot was handed over just as we were cancelled
+            else:
+                self.queue.remove(waiter)
+                self._positions_changed()
+            raise
+        send(encode_started(id))
+
+    def release(self) -> None:
+        """Give a finished submit's slot to the first waiter, if any."""
+        while self.queue:
+            waiter = self.queue.popleft()
+            if not waiter.future.done():
+                waiter.future.set_result(None)  # the slot passes on: running is unchanged
+                self._positions_changed()
+                return
+        self.running -= 1
+
+    def _positions_changed(self) -> None:
+        if self._flush_scheduled or not self.queue:
+            return
+        self._flush_scheduled = True
+        asyncio.get_running_loop().call_later(self.interval, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        for position, waiter in enumerate(self.queue, 1):
+            if waiter.sent_position != position:
+                waiter.sent_position = position
+                waiter.send(encode_queued(waiter.id, position))
