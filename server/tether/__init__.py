@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .app import DEFAULT, App, AppError, Function
+from .app import DEFAULT, App, AppError, Function, Refused
 from .context import Context, context
 from .protocol import PROTOCOL_VERSION
 from .settings import Settings, SettingsError
@@ -27,6 +27,7 @@ __all__ = [
     "Client",
     "Context",
     "Function",
+    "Refused",
     "Server",
     "Settings",
     "SettingsError",

@@ -29,7 +29,7 @@ from .components import COMPONENTS, STATE, BadValue, check_input, check_output
 from .state import State
 from .store import Store
 
-__all__ = ["DEFAULT", "App", "AppError", "Function"]
+__all__ = ["DEFAULT", "App", "AppError", "Function", "Refused"]
 
 _NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 
@@ -38,6 +38,17 @@ ComponentSpec = str | State
 
 class AppError(TypeError):
     """An app or function was declared wrongly (raised at registration, not at run time)."""
+
+
+class Refused(Exception):
+    """Raised by an ``authenticate`` hook to refuse a handshake with an HTTP status."""
+
+    def __init__(self, status: int = 401, reason: str = "authentication required") -> None:
+        if status not in (401, 403):
+            raise ValueError("Refused takes status 401 or 403")
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 class _Default:
@@ -151,8 +162,21 @@ class App:
         self.store = Store()
         self.session_end_hooks: list[SessionHook] = []
         self.topics: list[str] = []
+        self.authenticator: Callable[[Any], Any] | None = None
         self._publisher: Callable[[str, Any], None] | None = None
         self.allow_topics(*topics)
+
+    def authenticate(self, hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Decorator: ``hook(request)`` checks every WebSocket handshake before the upgrade.
+
+        It gets the aiohttp request (headers, cookies, query, remote address) and
+        returns the connection's identity (``tether.context().identity``), or
+        refuses it: ``raise tether.Refused(401, "why")`` (or 403); returning
+        ``None`` refuses with 401. Sync hooks run in the thread pool, async ones
+        on the loop; both are bounded by the ``handshake_timeout`` setting.
+        """
+        self.authenticator = hook
+        return hook
 
     def allow_topics(self, *patterns: str) -> None:
         """Let clients subscribe to these topics: names, or patterns with ``*`` (``room:*``).

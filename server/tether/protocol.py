@@ -61,6 +61,7 @@ class Code:
     TIMEOUT: Final = "timeout"
     FORBIDDEN_TOPIC: Final = "forbidden_topic"
     TOO_MANY_SUBSCRIPTIONS: Final = "too_many_subscriptions"
+    RATE_LIMITED: Final = "rate_limited"
 
 
 class Close:
@@ -69,9 +70,11 @@ class Close:
     NORMAL: Final = 1000
     GOING_AWAY: Final = 1001
     INVALID_TEXT: Final = 1007
+    POLICY_VIOLATION: Final = 1008
     MESSAGE_TOO_BIG: Final = 1009
     INTERNAL_ERROR: Final = 1011
     SLOW_CONSUMER: Final = 4008
+    IDLE: Final = 4001
 
 
 class ProtocolError(Exception):

@@ -25,8 +25,10 @@ from .components import BadValue
 from .context import Context, _current
 from .deltas import DeltaEncoder
 from .hub import Hub
+from .limits import TokenBucket
 from .protocol import (
     Cancel,
+    Close,
     Code,
     LocalProtocolError,
     Ping,
@@ -75,6 +77,7 @@ class Session:
         id: str | None = None,
         client: str | None = None,
         identity: Any = None,
+        close: Callable[[int, str], None] | None = None,
     ) -> None:
         self.id = id or new_session_id()
         self.client = client
@@ -95,6 +98,11 @@ class Session:
         self._ended = False
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._close_connection = close
+        now = self._loop.time()
+        self.last_active = now
+        self._bucket = TokenBucket(settings.submit_rate, settings.submit_burst, now)
+        self._strikes = TokenBucket(settings.submit_rate, settings.flood_limit, now)
 
     # -- state -----------------------------------------------------------
 
@@ -121,6 +129,10 @@ class Session:
 
     def receive(self, payload: str | bytes) -> None:
         """Handle one text frame from the client. Never raises for bad input."""
+        now = self.last_active = self._loop.time()
+        if not self._bucket.take(now):
+            self._rate_limited(payload, now)
+            return
         try:
             message = decode_client(
                 payload,
@@ -141,6 +153,31 @@ class Session:
             self.subscribe(message.topic)  # type: ignore[union-attr]
         elif kind is Unsubscribe:
             self.unsubscribe_server_side(message.topic)  # type: ignore[union-attr]
+
+    def _rate_limited(self, payload: str | bytes, now: float) -> None:
+        if not self._strikes.take(now):
+            log.warning("closing session %s: it keeps flooding", self.id)
+            if self._close_connection is not None:
+                self._close_connection(Close.POLICY_VIOLATION, "flooding: too many messages")
+            return
+        try:
+            obj = orjson.loads(payload)
+            id = obj.get("id") if type(obj) is dict else None
+        except orjson.JSONDecodeError:
+            id = None
+        retry = round(self._bucket.retry_after(), 3)
+        self._send(
+            orjson.dumps(
+                {
+                    "type": "error",
+                    "id": id if type(id) in (int, str) else None,
+                    "code": Code.RATE_LIMITED,
+                    "message": f"over {self.settings.submit_rate:g} messages/s; "
+                    f"retry after {retry} s",
+                    "retry_after": retry,
+                }
+            )
+        )
 
     def submit(self, msg: Submit) -> None:
         """Admit a submit (or refuse it at once) and schedule it."""

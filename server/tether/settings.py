@@ -67,6 +67,61 @@ class Settings:
     debug: bool = _doc(
         "Include the traceback of a failing user function in its `fn_error` message.", False
     )
+    max_connections: int = _doc(
+        "Open WebSocket connections the server accepts in all; more are refused with HTTP 503.",
+        20000,
+    )
+    max_connections_per_address: int = _doc(
+        "Open WebSocket connections from one client address; more are refused with HTTP 503.",
+        2000,
+    )
+    max_sessions: int = _doc(
+        "Sessions the server holds at once; a handshake beyond it is refused with HTTP 503.",
+        20000,
+    )
+    submit_rate: float = _doc(
+        "Messages per second one session may send, sustained (a token bucket); "
+        "beyond it they get `rate_limited`.",
+        1000.0,
+    )
+    submit_burst: int = _doc(
+        "Messages one session may send at once above the sustained rate (the bucket's size).",
+        500,
+    )
+    flood_limit: int = _doc(
+        "Rate-limited messages a session may send (forgiven at `submit_rate` per second) "
+        "before it is closed with 1008.",
+        1000,
+    )
+    handshake_timeout: float = _doc(
+        "Seconds the authentication hook may take, and that an idle HTTP keep-alive "
+        "connection stays open.",
+        10.0,
+    )
+    idle_timeout: float = _doc(
+        "Seconds a session may send no message at all before it is closed with 4001 (0: never).",
+        600.0,
+    )
+    ping_interval: float = _doc(
+        "Seconds between WebSocket pings the server sends to each client (0: no pings).",
+        20.0,
+    )
+    pong_timeout: float = _doc(
+        "Seconds a client has to answer a ping before its connection is dropped.", 10.0
+    )
+    compression: bool = _doc(
+        "Offer permessage-deflate (costs CPU and memory per connection; off by default).",
+        False,
+    )
+    check_origin: bool = _doc(
+        "Refuse browser handshakes whose Origin is neither this server nor in `allow_origin`.",
+        True,
+    )
+    allow_origin: str = _doc(
+        "Extra origins allowed to open WebSockets, comma-separated "
+        "(`https://app.example.com,http://localhost:3000`), or `*` for any.",
+        "",
+    )
     close_timeout: float = _doc(
         "How long the server waits for a client to answer its close frame before it drops "
         "the TCP connection.",
@@ -88,6 +143,16 @@ class Settings:
             raise SettingsError("thread_pool_size must be at least 1")
         if self.send_queue_messages < 1 or self.send_queue_bytes < 1:
             raise SettingsError("the send queue bounds must be at least 1")
+        if self.submit_rate <= 0 or self.submit_burst < 1:
+            raise SettingsError("submit_rate must be positive and submit_burst at least 1")
+        if self.ping_interval and self.pong_timeout <= 0:
+            raise SettingsError("pong_timeout must be positive when pings are on")
+
+    @property
+    def allowed_origins(self) -> frozenset[str]:
+        return frozenset(
+            o.strip().rstrip("/").lower() for o in self.allow_origin.split(",") if o.strip()
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 from collections import deque
@@ -17,8 +18,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .app import App, Function, _Default
+from .app import App, Function, Refused, _Default
 from .hub import Hub
+from .limits import AddressCounter, origin_allowed
 from .protocol import Close, Code, encode_error, encode_welcome
 from .queue import Gate
 from .runner import Runner
@@ -156,6 +158,11 @@ class Server:
         self.hub = Hub()
         self._gates: dict[Function, Gate] = {}
         self.sessions: dict[str, Session] = {}
+        self.counter = AddressCounter(
+            self.settings.max_connections, self.settings.max_connections_per_address
+        )
+        self._allowed_origins = self.settings.allowed_origins
+        self._sweeper: asyncio.Task[None] | None = None
         self._connections: dict[str, Connection] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
         self.stopping = False
@@ -175,6 +182,21 @@ class Server:
         self.hub.bind(loop)
         self.app._publisher = self.hub.publish
         self.app.store.bind(loop, publish=self.hub.publish)
+        if self.settings.idle_timeout > 0:
+            self._sweeper = loop.create_task(self._sweep_idle())
+
+    async def _sweep_idle(self) -> None:
+        """Close sessions that sent nothing for ``idle_timeout`` seconds (close 4001)."""
+        timeout = self.settings.idle_timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(timeout / 4, 5.0))
+            cutoff = loop.time() - timeout
+            for session_id, session in list(self.sessions.items()):
+                if session.last_active < cutoff:
+                    conn = self._connections.get(session_id)
+                    if conn is not None:
+                        conn.abort(Close.IDLE, "idle timeout")
 
     def gate(self, function: Function) -> Gate:
         """The concurrency gate of ``function`` (shared by every session of this server)."""
@@ -191,6 +213,8 @@ class Server:
     async def _on_shutdown(self, _: web.Application) -> None:
         """Drain: refuse new work, let running submits finish, then close with 1001."""
         self.stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         sessions = list(self.sessions.values())
         if sessions:
             await asyncio.gather(*(s.drain(self.settings.shutdown_timeout) for s in sessions))
@@ -217,29 +241,81 @@ class Server:
     async def _index(self, _: web.Request) -> web.StreamResponse:
         return web.FileResponse(static_dir() / "index.html")
 
-    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+    async def _admit(self, request: web.Request) -> Any:
+        """Everything checked before the upgrade; returns the identity or raises an
+        HTTP error (403 foreign origin, 401/403 authentication, 503 over a cap)."""
+        settings = self.settings
         if self.stopping:
             raise web.HTTPServiceUnavailable(text="server is shutting down")
+        origin = request.headers.get("Origin")
+        if (
+            origin is not None
+            and settings.check_origin
+            and not origin_allowed(origin, request.host, self._allowed_origins)
+        ):
+            log.info("refused a handshake from origin %r", origin[:200])
+            raise web.HTTPForbidden(text="cross-origin WebSocket refused (see allow_origin)")
+        refusal = self.counter.refusal(request.remote or "")
+        if refusal is None and len(self.sessions) >= settings.max_sessions:
+            refusal = f"the server is at its session limit ({settings.max_sessions})"
+        if refusal is not None:
+            raise web.HTTPServiceUnavailable(text=refusal, headers={"Retry-After": "5"})
+        hook = self.app.authenticator
+        if hook is None:
+            return None
+        try:
+            async with asyncio.timeout(settings.handshake_timeout):
+                if inspect.iscoroutinefunction(hook):
+                    identity = await hook(request)
+                else:
+                    loop = asyncio.get_running_loop()
+                    identity = await loop.run_in_executor(self.runner.pool, hook, request)
+        except Refused as exc:
+            raise _refusal(exc.status, exc.reason) from None
+        except TimeoutError:
+            raise web.HTTPServiceUnavailable(text="authentication timed out") from None
+        except Exception:
+            log.exception("the authenticate hook failed")
+            raise web.HTTPInternalServerError(text="authentication failed") from None
+        if identity is None:
+            raise _refusal(401, "authentication required")
+        return identity
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        identity = await self._admit(request)
+        settings = self.settings
+        address = request.remote or ""
         ws = web.WebSocketResponse(
-            max_msg_size=self.settings.max_message_size,
-            compress=False,
-            timeout=self.settings.close_timeout,
+            max_msg_size=settings.max_message_size,
+            compress=settings.compression,
+            timeout=settings.close_timeout,
+            heartbeat=settings.ping_interval or None,
         )
-        await ws.prepare(request)
+        if settings.ping_interval:
+            # aiohttp waits heartbeat/2 for the pong; the pong timeout is its own setting.
+            ws._pong_heartbeat = settings.pong_timeout
+        self.counter.add(address)
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            self.counter.remove(address)
+            raise
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        conn = Connection(ws, self.settings, request.transport)
+        conn = Connection(ws, settings, request.transport)
         deltas = request.query.get("deltas", "") in ("1", "true")
         session = Session(
             self.app,
             self.runner,
-            self.settings,
+            settings,
             conn.send,
             gate=self.gate,
             hub=self.hub,
             deltas=deltas,
             client=request.remote,
+            identity=identity,
+            close=conn.abort,
         )
         self.sessions[session.id] = session
         self._connections[session.id] = conn
@@ -260,6 +336,7 @@ class Server:
         finally:
             self.sessions.pop(session.id, None)
             self._connections.pop(session.id, None)
+            self.counter.remove(address)
             conn.closed = True
             conn.stop_writer()
             await session.close()
@@ -283,6 +360,7 @@ async def serve(
         server.web,
         handle_signals=False,
         access_log=None,
+        keepalive_timeout=server.settings.handshake_timeout,
         shutdown_timeout=server.settings.shutdown_timeout + 5,
     )
     await runner.setup()
@@ -306,6 +384,12 @@ async def serve(
         for sig in installed:
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+
+
+def _refusal(status: int, reason: str) -> web.HTTPException:
+    if status == 403:
+        return web.HTTPForbidden(text=reason)
+    return web.HTTPUnauthorized(text=reason, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _bound_port(site: web.TCPSite) -> int | None:
