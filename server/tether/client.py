@@ -79,7 +79,9 @@ class Call:
 class Client:
     """A connected session. Create it with ``tether.connect``."""
 
-    def __init__(self, ws: ClientConnection, welcome: dict[str, Any]) -> None:
+    def __init__(
+        self, ws: ClientConnection, welcome: dict[str, Any], keepalive: float | None = None
+    ) -> None:
         self.ws = ws
         self.welcome = welcome
         self.session: str = welcome["session"]
@@ -97,6 +99,21 @@ class Client:
         self.dropped_events = 0
         self._closed_error: TetherError | None = None
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+        self._keepalive = (
+            asyncio.get_running_loop().create_task(self._keep_alive(keepalive))
+            if keepalive
+            else None
+        )
+
+    async def _keep_alive(self, interval: float) -> None:
+        """An application ping every ``interval`` seconds, so that a quiet script is
+        not closed by the server's idle timeout."""
+        while self._closed_error is None:
+            await asyncio.sleep(interval)
+            try:
+                await self.ping()
+            except (TetherError, websockets.ConnectionClosed):
+                return
 
     # -- submits -------------------------------------------------------------
 
@@ -323,6 +340,8 @@ class Client:
                 future.set_exception(error)
 
     async def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         await self.ws.close()
         await asyncio.gather(self._reader, return_exceptions=True)
 
@@ -345,8 +364,11 @@ def _unwrap(outputs: list[Any]) -> Any:
 class _Connect:
     """``await connect(url)`` or ``async with connect(url) as c``."""
 
-    def __init__(self, url: str, deltas: bool, kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, url: str, deltas: bool, keepalive: float | None, kwargs: dict[str, Any]
+    ) -> None:
         self.url = _with_query(url, "deltas", "1") if deltas else url
+        self.keepalive = keepalive
         self.kwargs = kwargs
         self.client: Client | None = None
 
@@ -367,7 +389,7 @@ class _Connect:
                 f"server speaks protocol {welcome.get('protocol')!r}, "
                 f"this client speaks {PROTOCOL_VERSION}",
             )
-        self.client = Client(ws, welcome)
+        self.client = Client(ws, welcome, self.keepalive)
         return self.client
 
     def __await__(self) -> Generator[Any, None, Client]:
@@ -386,10 +408,17 @@ class _Connect:
             await self.client.close()
 
 
-def connect(url: str, *, deltas: bool = True, **kwargs: Any) -> _Connect:
-    """Open a session. ``deltas``: receive chatbot outputs as deltas (rebuilt here, so
-    results are always whole). Extra keyword arguments go to ``websockets.connect``."""
-    return _Connect(url, deltas, kwargs)
+def connect(
+    url: str, *, deltas: bool = True, keepalive: float | None = 60.0, **kwargs: Any
+) -> _Connect:
+    """Open a session.
+
+    ``deltas``: receive chatbot outputs as deltas (rebuilt here, so results are
+    always whole). ``keepalive``: seconds between application pings that keep a
+    quiet session from the server's idle timeout (``None``: none). Extra keyword
+    arguments go to ``websockets.connect`` (e.g. ``additional_headers`` for a token).
+    """
+    return _Connect(url, deltas, keepalive, kwargs)
 
 
 def _with_query(url: str, key: str, value: str) -> str:

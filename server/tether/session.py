@@ -99,6 +99,7 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._close_connection = close
+        self._flooded = False
         now = self._loop.time()
         self.last_active = now
         self._bucket = TokenBucket(settings.submit_rate, settings.submit_burst, now)
@@ -129,6 +130,8 @@ class Session:
 
     def receive(self, payload: str | bytes) -> None:
         """Handle one text frame from the client. Never raises for bad input."""
+        if self._flooded:
+            return
         now = self.last_active = self._loop.time()
         if not self._bucket.take(now):
             self._rate_limited(payload, now)
@@ -156,6 +159,7 @@ class Session:
 
     def _rate_limited(self, payload: str | bytes, now: float) -> None:
         if not self._strikes.take(now):
+            self._flooded = True
             log.warning("closing session %s: it keeps flooding", self.id)
             if self._close_connection is not None:
                 self._close_connection(Close.POLICY_VIOLATION, "flooding: too many messages")

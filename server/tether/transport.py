@@ -66,6 +66,7 @@ class Connection:
         self._queue: deque[bytes] = deque()
         self._bytes = 0
         self._closer: asyncio.Task[None] | None = None
+        self.requested_close: tuple[int, str] | None = None
         self._wake = asyncio.Event()
         self.closed = False
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -98,6 +99,12 @@ class Connection:
             # The peer went away; the read loop sees it and ends the session.
             self.closed = True
 
+    def request_close(self, code: int, reason: str) -> None:
+        """Ask the connection's handler to close after the current message (from the
+        read path only: the handler checks after every message it hands on)."""
+        if self.requested_close is None:
+            self.requested_close = (code, reason)
+
     def stop_writer(self) -> None:
         """The socket is gone: stop the writer task and drop what is queued."""
         self._writer.cancel()
@@ -106,7 +113,7 @@ class Connection:
 
     def abort(self, code: int, reason: str) -> None:
         """Close now, dropping whatever is queued."""
-        if self.closed:
+        if self.closed or self._closer is not None:
             return
         self.closed = True
         self._queue.clear()
@@ -129,13 +136,30 @@ class Connection:
                 self._close_timeout + 1,
             )
             answered = self.ws.close_code == code or self.ws.close_code == 1000
-        except Exception:
-            pass
+        except Exception as exc:
+            log.debug("close handshake failed: %r", exc)
         if not answered and self._transport is not None:
+            log.debug("dropping a connection that did not answer close (%s)", self.ws.close_code)
             self._transport.abort()
 
     async def flush_and_close(self, code: int, reason: str, grace: float = 5.0) -> None:
-        """Send what is queued (for up to ``grace`` seconds), then close with ``code``."""
+        """Send what is queued (for up to ``grace`` seconds), then close with ``code``.
+
+        Runs as the connection's closer task, which the handler waits for, so the
+        close handshake finishes before aiohttp tears the connection down.
+        """
+        if self._closer is None:
+            self._closer = asyncio.get_running_loop().create_task(
+                self._flush_and_close(code, reason, grace)
+            )
+        await asyncio.shield(self._closer)
+
+    async def wait_closed(self, limit: float) -> None:
+        """Wait (bounded) for a close handshake in progress."""
+        if self._closer is not None:
+            await asyncio.wait({self._closer}, timeout=limit)
+
+    async def _flush_and_close(self, code: int, reason: str, grace: float) -> None:
         if not self.closed:
             self.closed = True
             self._queue.append(b"")  # sentinel: the writer stops when it reaches it
@@ -315,7 +339,7 @@ class Server:
             deltas=deltas,
             client=request.remote,
             identity=identity,
-            close=conn.abort,
+            close=conn.request_close,
         )
         self.sessions[session.id] = session
         self._connections[session.id] = conn
@@ -333,6 +357,13 @@ class Server:
                     conn.send(_BINARY_REFUSED)
                 elif msg.type is WSMsgType.ERROR:
                     break
+                if conn.requested_close is not None:
+                    break
+            if conn.requested_close is not None:
+                # Closing from this task (no receive pending) lets aiohttp wait for
+                # the client's close reply, reading what it still sends, instead of
+                # closing the socket under unread data (a TCP reset loses the frame).
+                await conn.flush_and_close(*conn.requested_close, settings.close_timeout)
         finally:
             self.sessions.pop(session.id, None)
             self._connections.pop(session.id, None)
@@ -340,6 +371,8 @@ class Server:
             conn.closed = True
             conn.stop_writer()
             await session.close()
+            # A close handshake we started must finish before aiohttp drops the socket.
+            await conn.wait_closed(settings.close_timeout + 2)
             self._handlers.discard(task)
         return ws
 
