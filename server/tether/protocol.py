@@ -39,7 +39,7 @@ __all__ = [
     "encode_welcome",
 ]
 
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3
 
 SubmitId = str | int
 
