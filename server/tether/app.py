@@ -190,6 +190,10 @@ class App:
             if pattern not in self.topics:
                 self.topics.append(pattern)
 
+    def slots_by_key(self) -> dict[str, State]:
+        """Every state slot of the app by its stable key."""
+        return {slot.stable_key: slot for f in self.functions.values() for slot in f.slots}
+
     def topic_allowed(self, topic: str) -> bool:
         return any(fnmatch.fnmatchcase(topic, pattern) for pattern in self.topics)
 

@@ -13,10 +13,12 @@ A failed submit raises ``TetherError`` carrying the protocol's error code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import random
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -48,7 +50,7 @@ class TetherError(Exception):
 class Call:
     """One submit in flight: await ``result()``, or ``cancel()`` it."""
 
-    __slots__ = ("_client", "fn", "future", "id", "on_partial", "on_queued", "position")
+    __slots__ = ("_client", "fn", "frame", "future", "id", "on_partial", "on_queued", "position")
 
     def __init__(
         self,
@@ -65,6 +67,7 @@ class Call:
         self.on_partial = on_partial
         self.on_queued = on_queued
         self.position: int | None = None  # while queued: 1-based position
+        self.frame: str | None = None  # the submit as sent (re-sent after a resume)
 
     async def result(self) -> list[Any]:
         """The ``data`` list of the result; raises ``TetherError`` on an error reply."""
@@ -80,9 +83,20 @@ class Client:
     """A connected session. Create it with ``tether.connect``."""
 
     def __init__(
-        self, ws: ClientConnection, welcome: dict[str, Any], keepalive: float | None = None
+        self,
+        ws: ClientConnection,
+        welcome: dict[str, Any],
+        keepalive: float | None = None,
+        reconnect: Callable[[str], Awaitable[tuple[ClientConnection, dict[str, Any]]]]
+        | None = None,
+        resume_timeout: float = 30.0,
     ) -> None:
         self.ws = ws
+        self._reconnect = reconnect
+        self._resume_timeout = resume_timeout
+        self._closing = False
+        self.resume_token: str | None = welcome.get("resume")
+        self.resumes = 0  # how many times this client resumed its session
         self.welcome = welcome
         self.session: str = welcome["session"]
         self.functions: dict[str, dict[str, Any]] = {f["name"]: f for f in welcome["functions"]}
@@ -175,10 +189,18 @@ class Client:
         if id is None:
             id = next(self._ids)
         call = Call(self, id, fn, on_partial, on_queued)
+        call.frame = orjson.dumps(
+            {"type": "submit", "id": id, "fn": fn, "data": list(args)}
+        ).decode()
         self._pending[id] = call
         call.future.add_done_callback(lambda _: self._pending.pop(id, None))
         try:
-            await self._send({"type": "submit", "id": id, "fn": fn, "data": list(args)})
+            await self.ws.send(call.frame)
+        except websockets.ConnectionClosed:
+            if self._reconnect is None or self.resume_token is None:
+                self._pending.pop(id, None)
+                raise TetherError("connection_closed", "connection lost") from None
+            # The read loop is resuming the session; it re-sends this submit.
         except BaseException:
             self._pending.pop(id, None)
             raise
@@ -244,10 +266,14 @@ class Client:
 
     async def _read_loop(self) -> None:
         try:
-            async for frame in self.ws:
-                self._dispatch(orjson.loads(frame))
-        except websockets.ConnectionClosed:
-            pass
+            while True:
+                try:
+                    async for frame in self.ws:
+                        self._dispatch(orjson.loads(frame))
+                except websockets.ConnectionClosed:
+                    pass
+                if not await self._resume():
+                    return
         finally:
             code = self.ws.close_code
             reason = (
@@ -264,6 +290,53 @@ class Client:
                 if not future.done():
                     future.set_exception(self._closed_error)
             self._event_signal.set()
+
+    def _stopped(self) -> bool:
+        return self._closing
+
+    async def _resume(self) -> bool:
+        """After a network drop (no close frame), reconnect with the resume token,
+        with jittered exponential backoff, for up to ``resume_timeout`` seconds.
+        Re-sends every submit still waiting (the server never runs one twice)."""
+        if self._closing or self._reconnect is None or self.resume_token is None:
+            return False
+        rcvd = self.ws.protocol.close_rcvd
+        if rcvd is not None and rcvd.code not in (1006, 1011, 1012, 1013):
+            return False  # the server closed on purpose: do not come back
+        deadline = asyncio.get_running_loop().time() + self._resume_timeout
+        delay = 0.05
+        while True:
+            if self._stopped():
+                return False
+            try:
+                ws, welcome = await self._reconnect(self.resume_token)
+            except (OSError, websockets.WebSocketException, TetherError, TimeoutError):
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    return False
+                await asyncio.sleep(random.uniform(0, delay))
+                delay = min(delay * 2, 2.0)
+                continue
+            self.ws = ws
+            self._decoder = DeltaDecoder()
+            for pong in self._pongs:  # pings of the old connection get no answer
+                if not pong.done():
+                    pong.set_exception(TetherError("connection_closed", "connection lost"))
+            self._pongs.clear()
+            self.resume_token = welcome.get("resume")
+            self.resumes += 1
+            if not welcome.get("resumed"):
+                # A fresh session: what was in flight is lost with the old one.
+                self.session = welcome["session"]
+                lost = TetherError("session_lost", "the session expired before it resumed")
+                for call in list(self._pending.values()):
+                    if not call.future.done():
+                        call.future.set_exception(lost)
+                return True
+            for call in list(self._pending.values()):
+                if call.frame is not None:
+                    with contextlib.suppress(websockets.ConnectionClosed):
+                        await ws.send(call.frame)
+            return True
 
     def _decode(self, call: Call, data: list[Any]) -> list[Any]:
         if not self.deltas:
@@ -340,6 +413,7 @@ class Client:
                 future.set_exception(error)
 
     async def close(self) -> None:
+        self._closing = True
         if self._keepalive is not None:
             self._keepalive.cancel()
         await self.ws.close()
@@ -365,15 +439,37 @@ class _Connect:
     """``await connect(url)`` or ``async with connect(url) as c``."""
 
     def __init__(
-        self, url: str, deltas: bool, keepalive: float | None, kwargs: dict[str, Any]
+        self,
+        url: str,
+        deltas: bool,
+        keepalive: float | None,
+        resume: bool,
+        resume_timeout: float,
+        kwargs: dict[str, Any],
     ) -> None:
         self.url = _with_query(url, "deltas", "1") if deltas else url
         self.keepalive = keepalive
+        self.resume = resume
+        self.resume_timeout = resume_timeout
         self.kwargs = kwargs
         self.client: Client | None = None
 
     async def _open(self) -> Client:
-        ws = await websockets.connect(self.url, max_size=None, compression=None, **self.kwargs)
+        ws, welcome = await self._handshake(self.url)
+        self.client = Client(
+            ws,
+            welcome,
+            self.keepalive,
+            reconnect=self._resume if self.resume else None,
+            resume_timeout=self.resume_timeout,
+        )
+        return self.client
+
+    async def _resume(self, token: str) -> tuple[ClientConnection, dict[str, Any]]:
+        return await self._handshake(_with_query(self.url, "resume", token))
+
+    async def _handshake(self, url: str) -> tuple[ClientConnection, dict[str, Any]]:
+        ws = await websockets.connect(url, max_size=None, compression=None, **self.kwargs)
         try:
             welcome = orjson.loads(await ws.recv())
         except BaseException:
@@ -389,8 +485,7 @@ class _Connect:
                 f"server speaks protocol {welcome.get('protocol')!r}, "
                 f"this client speaks {PROTOCOL_VERSION}",
             )
-        self.client = Client(ws, welcome, self.keepalive)
-        return self.client
+        return ws, welcome
 
     def __await__(self) -> Generator[Any, None, Client]:
         return self._open().__await__()
@@ -409,16 +504,24 @@ class _Connect:
 
 
 def connect(
-    url: str, *, deltas: bool = True, keepalive: float | None = 60.0, **kwargs: Any
+    url: str,
+    *,
+    deltas: bool = True,
+    keepalive: float | None = 60.0,
+    resume: bool = True,
+    resume_timeout: float = 30.0,
+    **kwargs: Any,
 ) -> _Connect:
     """Open a session.
 
     ``deltas``: receive chatbot outputs as deltas (rebuilt here, so results are
     always whole). ``keepalive``: seconds between application pings that keep a
-    quiet session from the server's idle timeout (``None``: none). Extra keyword
+    quiet session from the server's idle timeout (``None``: none). ``resume``:
+    after a network drop, reconnect (for up to ``resume_timeout`` seconds) and
+    resume the same session, re-sending the submits still waiting. Extra keyword
     arguments go to ``websockets.connect`` (e.g. ``additional_headers`` for a token).
     """
-    return _Connect(url, deltas, keepalive, kwargs)
+    return _Connect(url, deltas, keepalive, resume, resume_timeout, kwargs)
 
 
 def _with_query(url: str, key: str, value: str) -> str:

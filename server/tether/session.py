@@ -15,6 +15,7 @@ import logging
 import secrets
 import threading
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -80,6 +81,14 @@ class Session:
         close: Callable[[int, str], None] | None = None,
     ) -> None:
         self.id = id or new_session_id()
+        self.resume_token = secrets.token_urlsafe(16)
+        # Final frames of recent submits, for answering re-sent ids after a resume.
+        self.results: OrderedDict[SubmitId, bytes] = OrderedDict()
+        self._results_bytes = 0
+        self._replay: dict[SubmitId, bytes] = {}
+        self._inflight_at_resume: set[SubmitId] = set()
+        self.on_commit: Callable[[Session], None] | None = None
+        self.attached = True
         self.client = client
         self.identity = identity
         self.app = app
@@ -185,6 +194,16 @@ class Session:
 
     def submit(self, msg: Submit) -> None:
         """Admit a submit (or refuse it at once) and schedule it."""
+        if self._replay or self._inflight_at_resume:
+            # A resumed session: a re-sent id is answered, never run twice.
+            stored = self._replay.pop(msg.id, None)
+            if stored is not None:
+                self._send(stored)
+                return
+            if msg.id in self._inflight_at_resume:
+                self._inflight_at_resume.discard(msg.id)
+                if msg.id in self.tasks:
+                    return  # still running: its answer goes to the new connection
         function = self.app.functions.get(msg.fn)
         if function is None:
             self._send(encode_error(msg.id, Code.UNKNOWN_FN, f"no function named {msg.fn[:64]!r}"))
@@ -288,12 +307,12 @@ class Session:
                 frame = await self._execute(id, function, args)
             finally:
                 gate.release()
-            self._send(frame)
+            self._finish(id, frame)
         except QueueFull:
-            self._send(self._queue_full(id, function, gate))
+            self._finish(id, self._queue_full(id, function, gate))
         except asyncio.CancelledError:
             if id in self._cancelling and not self._ended:
-                self._send(encode_error(id, Code.CANCELLED, "cancelled by the client"))
+                self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
                 return  # our own cancellation: it ends here
             self._send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
             raise
@@ -308,6 +327,69 @@ class Session:
                 for slot in function.slots:
                     if self._tails.get(slot) is done:
                         del self._tails[slot]
+
+    def _finish(self, id: SubmitId, frame: bytes) -> None:
+        """Send a submit's final frame, and keep it for a resume (bounded)."""
+        self._send(frame)
+        if self.settings.resume_grace <= 0:
+            return
+        results = self.results
+        if id in results:
+            self._results_bytes -= len(results.pop(id))
+        results[id] = frame
+        self._results_bytes += len(frame)
+        while results and (
+            len(results) > self.settings.resume_results
+            or self._results_bytes > self.settings.resume_result_bytes
+        ):
+            _, old = results.popitem(last=False)
+            self._results_bytes -= len(old)
+        if self.on_commit is not None:
+            self.on_commit(self)
+
+    # -- resume ----------------------------------------------------------------
+
+    def detach(self) -> None:
+        """The connection dropped: keep running, remember results, send nothing."""
+        self.attached = False
+        self._send = _discard
+
+    def attach(self, send: Send, *, deltas: bool, close: Callable[[int, str], None]) -> None:
+        """A resumed connection takes over this session."""
+        self._send = send
+        self._close_connection = close
+        self._deltas = DeltaEncoder() if deltas else None  # the client starts over too
+        self._replay = dict(self.results)
+        self._inflight_at_resume = set(self.tasks)
+        self._flooded = False
+        self.attached = True
+        self.last_active = self._loop.time()
+        self._bucket = TokenBucket(
+            self.settings.submit_rate, self.settings.submit_burst, self.last_active
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """What another node needs to resume this session (JSON-able if its state is)."""
+        return {
+            "id": self.id,
+            "state": {slot.stable_key: value for slot, value in self.state.items()},
+            "results": [[id, frame.decode()] for id, frame in self.results.items()],
+            "topics": sorted(self.topics),
+        }
+
+    def load_record(self, record: dict[str, Any]) -> None:
+        """Take over the state, results and topics of a session parked elsewhere."""
+        slots = self.app.slots_by_key()
+        for key, value in record.get("state", {}).items():
+            slot = slots.get(key)
+            if slot is not None:
+                self.state[slot] = value
+        for id, frame in record.get("results", []):
+            self.results[id] = frame.encode()
+            self._results_bytes += len(frame)
+        self._replay = dict(self.results)
+        for topic in record.get("topics", []):
+            self.subscribe_server_side(topic)
 
     async def _execute(self, id: SubmitId, function: Function, args: list[Any]) -> bytes:
         """Run one submit; return the frame that answers it. Commits or rolls back state."""
@@ -405,7 +487,7 @@ class Session:
 
     # -- end -----------------------------------------------------------------
 
-    async def close(self) -> None:
+    async def close(self, *, run_hooks: bool = True) -> None:
         """End the session: drop its queued submits, cancel running ones, leave every
         topic, then run the end hooks once."""
         if self._ended:
@@ -419,6 +501,8 @@ class Session:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if not run_hooks:
+            return
         for hook in self.app.session_end_hooks:
             await self._runner.call_hook(hook, self)
 
@@ -428,6 +512,10 @@ class Session:
         tasks = list(self.tasks.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
+
+
+def _discard(frame: bytes) -> None:
+    return None
 
 
 def _topic_error(topic: str, code: str, why: str) -> bytes:

@@ -122,6 +122,20 @@ class Settings:
         "(`https://app.example.com,http://localhost:3000`), or `*` for any.",
         "",
     )
+    resume_grace: float = _doc(
+        "Seconds a session whose connection dropped is kept for its client to resume it "
+        "(0: no resume; sessions end with their connection).",
+        30.0,
+    )
+    resume_results: int = _doc(
+        "Recent results a session keeps, so that a submit re-sent after a resume is "
+        "answered without running twice.",
+        64,
+    )
+    resume_result_bytes: int = _doc(
+        "Bytes of recent results a session keeps for resumes (oldest dropped first).",
+        1 << 20,
+    )
     close_timeout: float = _doc(
         "How long the server waits for a client to answer its close frame before it drops "
         "the TCP connection.",

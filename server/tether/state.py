@@ -112,6 +112,11 @@ class State:
         self.name = name
         self.key = f"state#{next(_counter)}"
 
+    @property
+    def stable_key(self) -> str:
+        """The slot's name across processes (for sessions resumed on another node)."""
+        return self.name or self.key
+
     def initial(self) -> Any:
         """The value a new session starts with (never shared with another session)."""
         if self.factory is not None:

@@ -70,6 +70,21 @@ class StoreBackend:
     async def incr(self, key: str, by: int | float = 1) -> int | float:
         raise NotImplementedError
 
+    # True when several server processes share this backend (Redis): sessions
+    # are then saved to it, so that a client can resume on any node.
+    shared: bool = False
+
+    async def session_save(self, token: str, record: dict[str, Any], ttl: float) -> None:
+        """Keep a resumable session's record for ``ttl`` seconds (shared backends)."""
+        raise NotImplementedError
+
+    async def session_claim(self, token: str) -> dict[str, Any] | None:
+        """Take a session's record atomically (only one node can), or None."""
+        raise NotImplementedError
+
+    async def session_delete(self, token: str) -> None:
+        raise NotImplementedError
+
     # Set by the server: how a backend that publishes from within an operation
     # (atomically with the change) reaches the subscribers of a topic.
     publisher: Callable[[str, Any], None] | None = None

@@ -67,6 +67,7 @@ class Connection:
         self._bytes = 0
         self._closer: asyncio.Task[None] | None = None
         self.requested_close: tuple[int, str] | None = None
+        self.closed_by_server = False
         self._wake = asyncio.Event()
         self.closed = False
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -122,6 +123,10 @@ class Connection:
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
+        self.closed_by_server = True
+        await self._close_handshake(code, reason)
+
+    async def _close_handshake(self, code: int, reason: str) -> None:
         """Close handshake, bounded: a peer that does not read cannot hold us up.
 
         The close frame goes into the transport without waiting for the peer
@@ -187,6 +192,8 @@ class Server:
         )
         self._allowed_origins = self.settings.allowed_origins
         self._sweeper: asyncio.Task[None] | None = None
+        self.parked: dict[str, tuple[Session, asyncio.TimerHandle]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
         self._connections: dict[str, Connection] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
         self.stopping = False
@@ -247,6 +254,12 @@ class Server:
             session = self.sessions.get(session_id)
             if session is not None:
                 await session.close()
+        for token in list(self.parked):
+            session, timer = self.parked.pop(token)
+            timer.cancel()
+            await session.close()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=self.settings.close_timeout)
         if self._handlers:
             await asyncio.wait(list(self._handlers), timeout=self.settings.shutdown_timeout)
 
@@ -257,10 +270,88 @@ class Server:
         self.app.store.bind(None)
         await self.app.store.backend.close()
 
+    # -- resume ----------------------------------------------------------------
+
+    def _should_park(self, ws: web.WebSocketResponse, conn: Connection) -> bool:
+        """Park a session whose connection dropped (no close frame from the client,
+        a missed pong); a client that closed on purpose, or that we closed for a
+        reason, ends its session now."""
+        if self.settings.resume_grace <= 0 or self.stopping:
+            return False
+        if conn.requested_close is not None or conn.closed_by_server:
+            return False
+        return ws.close_code not in (1000, 1001)
+
+    def _park(self, session: Session) -> None:
+        session.detach()
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.settings.resume_grace, self._expire, session.resume_token)
+        self.parked[session.resume_token] = (session, timer)
+        if session.on_commit is not None:
+            self._save_soon(session)
+
+    def _take_parked(self, token: str) -> Session | None:
+        entry = self.parked.pop(token, None)
+        if entry is None:
+            return None
+        session, timer = entry
+        timer.cancel()
+        if session.on_commit is not None:
+            self._forget(token)
+        return session
+
+    def _expire(self, token: str) -> None:
+        entry = self.parked.pop(token, None)
+        if entry is None:
+            return
+        session, _ = entry
+        self._spawn(self._end_parked(session))
+
+    async def _end_parked(self, session: Session) -> None:
+        if session.on_commit is not None:
+            # Resumed on another node meanwhile? Then its record is gone: no hook here.
+            claimed = await self._claim(session.resume_token)
+            if claimed is None:
+                await session.close(run_hooks=False)
+                return
+        await session.close()
+
+    def _save_soon(self, session: Session) -> None:
+        self._spawn(self._save(session))
+
+    async def _save(self, session: Session) -> None:
+        try:
+            await self.app.store.backend.session_save(
+                session.resume_token, session.to_record(), self.settings.resume_grace
+            )
+        except Exception as exc:
+            log.warning("could not save session %s for resume: %s", session.id, exc)
+
+    async def _claim(self, token: str) -> dict[str, Any] | None:
+        try:
+            return await self.app.store.backend.session_claim(token)
+        except Exception as exc:
+            log.warning("could not look up a session to resume: %s", exc)
+            return None
+
+    def _forget(self, token: str) -> None:
+        self._spawn(self._delete(token))
+
+    async def _delete(self, token: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.app.store.backend.session_delete(token)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     # -- routes ----------------------------------------------------------------
 
     async def _healthz(self, _: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "sessions": len(self.sessions)})
+        return web.json_response(
+            {"status": "ok", "sessions": len(self.sessions), "parked": len(self.parked)}
+        )
 
     async def _index(self, _: web.Request) -> web.StreamResponse:
         return web.FileResponse(static_dir() / "index.html")
@@ -280,7 +371,7 @@ class Server:
             log.info("refused a handshake from origin %r", origin[:200])
             raise web.HTTPForbidden(text="cross-origin WebSocket refused (see allow_origin)")
         refusal = self.counter.refusal(request.remote or "")
-        if refusal is None and len(self.sessions) >= settings.max_sessions:
+        if refusal is None and len(self.sessions) + len(self.parked) >= settings.max_sessions:
             refusal = f"the server is at its session limit ({settings.max_sessions})"
         if refusal is not None:
             raise web.HTTPServiceUnavailable(text=refusal, headers={"Retry-After": "5"})
@@ -329,26 +420,42 @@ class Server:
         self._handlers.add(task)
         conn = Connection(ws, settings, request.transport)
         deltas = request.query.get("deltas", "") in ("1", "true")
-        session = Session(
-            self.app,
-            self.runner,
-            settings,
-            conn.send,
-            gate=self.gate,
-            hub=self.hub,
-            deltas=deltas,
-            client=request.remote,
-            identity=identity,
-            close=conn.request_close,
-        )
+        token = request.query.get("resume", "")
+        session = self._take_parked(token) if token else None
+        record = None
+        resumed = session is not None
+        if session is not None:
+            session.attach(conn.send, deltas=deltas, close=conn.request_close)
+        else:
+            if token and self.app.store.backend.shared:
+                record = await self._claim(token)
+            session = Session(
+                self.app,
+                self.runner,
+                settings,
+                conn.send,
+                gate=self.gate,
+                hub=self.hub,
+                deltas=deltas,
+                client=request.remote,
+                identity=identity,
+                close=conn.request_close,
+                id=record.get("id") if record else None,
+            )
+            resumed = record is not None
+        if settings.resume_grace > 0 and self.app.store.backend.shared:
+            session.on_commit = self._save_soon
         self.sessions[session.id] = session
         self._connections[session.id] = conn
         try:
-            conn.send(
-                encode_welcome(
-                    session.id, self.app.manifest(), topics=self.app.topics, deltas=deltas
-                )
-            )
+            extra: dict[str, Any] = {"topics": self.app.topics, "deltas": deltas}
+            if settings.resume_grace > 0:
+                extra["resume"] = session.resume_token
+                extra["resumed"] = resumed
+            conn.send(encode_welcome(session.id, self.app.manifest(), **extra))
+            if record is not None:
+                session.load_record(record)
+                self._save_soon(session)
             receive = session.receive
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT:
@@ -370,7 +477,12 @@ class Server:
             self.counter.remove(address)
             conn.closed = True
             conn.stop_writer()
-            await session.close()
+            if self._should_park(ws, conn):
+                self._park(session)
+            else:
+                await session.close()
+                if session.on_commit is not None:
+                    self._forget(session.resume_token)
             # A close handshake we started must finish before aiohttp drops the socket.
             await conn.wait_closed(settings.close_timeout + 2)
             self._handlers.discard(task)

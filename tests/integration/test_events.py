@@ -423,7 +423,8 @@ async def test_the_demo_publishes_the_new_top_3_on_scores_after_every_change(ser
 
 
 async def test_chat_room_late_joiner_gets_history_and_presence_follows_joins_and_leaves(serve_app):
-    srv = serve_app(create_app())
+    # A dropped connection's session ends when its resume grace period is over.
+    srv = serve_app(create_app(), resume_grace=0.3)
     async with tether.connect(srv.ws_url) as ann:
         joined = await ann.submit("join_room", "Ann", "lobby")
         assert joined["members"] == ["Ann"] and joined["history"] == []
@@ -434,7 +435,7 @@ async def test_chat_room_late_joiner_gets_history_and_presence_follows_joins_and
         }
         for i in range(3):
             await ann.submit("say", f"message {i}")
-        bob = await tether.connect(srv.ws_url)
+        bob = await tether.connect(srv.ws_url, resume=False)  # gone for good when it drops
         joined = await bob.submit("join_room", "Bob", "lobby")
         assert [m["text"] for m in joined["history"]] == ["message 0", "message 1", "message 2"]
         assert joined["members"] == ["Ann", "Bob"]

@@ -208,7 +208,7 @@ async def test_a_client_that_stops_answering_pings_is_dropped_and_its_session_en
     app = small_app()
     ended = threading.Event()
     app.on_session_end(lambda session: ended.set())
-    srv = serve_app(app, ping_interval=0.3, pong_timeout=0.3)
+    srv = serve_app(app, ping_interval=0.3, pong_timeout=0.3, resume_grace=0.2)
     async with aiohttp.ClientSession() as http:
         # autoping=False: the client does not answer pings (and we never read).
         ws = await http.ws_connect(srv.ws_url, autoping=False)

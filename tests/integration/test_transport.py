@@ -229,7 +229,7 @@ async def test_healthz_answers_ok_with_the_session_count(serve_app):
         async with http.get(srv.url + "/healthz") as resp:
             assert resp.status == 200
             body = await resp.json()
-        assert body == {"status": "ok", "sessions": 1}
+        assert body == {"status": "ok", "sessions": 1, "parked": 0}
         await ws.close()
 
 
