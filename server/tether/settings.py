@@ -31,6 +31,16 @@ def _doc(text: str, default: Any) -> Any:
 class Settings:
     """Limits and timeouts. Sizes are in bytes, durations in seconds."""
 
+    store: str = _doc(
+        "Where global state lives: `memory://` (this process only) or "
+        "`redis://host:port/db` (shared by every process and node; also carries topics "
+        "and resumable sessions across nodes).",
+        "memory://",
+    )
+    namespace: str = _doc(
+        "Prefix of every Redis key and channel of this app (default: from the app title).",
+        "",
+    )
     max_message_size: int = _doc(
         "Largest incoming WebSocket message; a bigger one closes the connection with 1009.",
         1 << 20,
@@ -157,6 +167,12 @@ class Settings:
             raise SettingsError("thread_pool_size must be at least 1")
         if self.send_queue_messages < 1 or self.send_queue_bytes < 1:
             raise SettingsError("the send queue bounds must be at least 1")
+        if not (self.store == "memory://" or self.store.startswith(("redis://", "rediss://"))):
+            raise SettingsError(
+                f"store must be memory:// or redis://host:port/db, not {self.store!r}"
+            )
+        if ":" in self.namespace:
+            raise SettingsError("namespace must not contain ':'")
         if self.submit_rate <= 0 or self.submit_burst < 1:
             raise SettingsError("submit_rate must be positive and submit_burst at least 1")
         if self.ping_interval and self.pong_timeout <= 0:
