@@ -1,10 +1,11 @@
-"""Shared fixtures: real tether servers on free loopback ports."""
+"""Shared fixtures: real tether servers and real redis-server processes on free loopback ports."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import uvloop
 
+from redis_server import RedisServer, redis_server_binary
 from tether import App, Settings
 from tether.transport import Server, serve
 
@@ -97,3 +99,34 @@ def serve_app() -> Iterator[Callable[..., RunningServer]]:
     yield start
     for server in running:
         server.stop()
+
+
+def require_redis_server() -> None:
+    """Skip (loudly) where no ``redis-server`` binary exists; CI always has one."""
+    if redis_server_binary() is None:
+        pytest.skip(
+            "SKIPPED REDIS TESTS: no redis-server binary on PATH "
+            "(install it with `make system-deps`; CI always has one)"
+        )
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the whole run (use ``redis_namespace`` to stay apart)."""
+    require_redis_server()
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A redis-server for this test alone, free to be killed, paused and restarted."""
+    require_redis_server()
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_namespace() -> str:
+    """A store namespace no other test uses."""
+    return f"test{uuid.uuid4().hex[:12]}"
