@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import uuid
@@ -101,13 +102,23 @@ def serve_app() -> Iterator[Callable[..., RunningServer]]:
         server.stop()
 
 
+NO_REDIS_SERVER = (
+    "SKIPPED REDIS TESTS: no redis-server binary on PATH "
+    "(install it with `make system-deps`; CI always has one)"
+)
+
+
 def require_redis_server() -> None:
-    """Skip (loudly) where no ``redis-server`` binary exists; CI always has one."""
+    """Skip (loudly) where no ``redis-server`` binary exists; under CI that is a failure."""
     if redis_server_binary() is None:
-        pytest.skip(
-            "SKIPPED REDIS TESTS: no redis-server binary on PATH "
-            "(install it with `make system-deps`; CI always has one)"
-        )
+        if os.environ.get("CI"):
+            pytest.fail(NO_REDIS_SERVER.replace("SKIPPED", "CANNOT RUN"), pytrace=False)
+        pytest.skip(NO_REDIS_SERVER)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if redis_server_binary() is None:
+        terminalreporter.write_sep("!", NO_REDIS_SERVER, red=True, bold=True)
 
 
 @pytest.fixture(scope="session")

@@ -390,6 +390,8 @@ async def test_a_smaller_maxlen_trims_a_longer_list_at_once(store: Store) -> Non
         (5, 10, ""),
         (-10, -6, ""),
         (-10, -5, "a"),
+        (0, -7, ""),
+        (-7, -6, ""),
         (4, 100, "e"),
     ],
 )
