@@ -825,6 +825,25 @@ async def test_update_calls_fn_again_when_another_client_wrote_in_between(
         await backend.close()
 
 
+async def test_concurrent_updates_through_one_backend_never_need_a_retry(
+    redis_server: RedisServer, redis_namespace: str
+) -> None:
+    backend = RedisBackend(redis_server.url, redis_namespace, update_retries=0)
+    calls = 0
+
+    def bump(value: int) -> int:
+        nonlocal calls
+        calls += 1
+        return value + 1
+
+    try:
+        await bounded(asyncio.gather(*(backend.update("n", bump, 0) for _ in range(50))))
+        assert await backend.get("n") == 50
+        assert calls == 50
+    finally:
+        await backend.close()
+
+
 async def test_update_gives_up_with_a_store_error_after_update_retries(
     redis_server: RedisServer, redis_namespace: str, raw_redis: Any
 ) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .app import App, AppError, Function
 from .settings import Settings, SettingsError
 from .state import State
-from .store import Store, StoreError
+from .store import Store, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from .client import Client, SyncClient, TetherError, connect, connect_sync
@@ -27,6 +27,7 @@ __all__ = [
     "State",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "SyncClient",
     "TetherError",
     "connect",

@@ -4,7 +4,9 @@ Each operation is one round trip: a single command, or a Lua script where
 two commands must happen together (append + trim, add + keep, the typed
 ``incr``). ``update`` is the exception by nature: ``fn`` is Python, so it runs
 here between an optimistic WATCH/GET and a MULTI/SET/EXEC, and is retried
-(with a short jittered backoff) when another writer got in between.
+(with a short jittered backoff) when another writer got in between. Updates
+of one key from one backend queue locally first, so the only writers that
+can make an update retry are other processes.
 
 Keys, for a namespace ``ns`` (default ``tether``)::
 
@@ -200,6 +202,8 @@ class RedisBackend(StoreBackend):
         except ValueError as exc:
             raise StoreError(f"cannot use the Redis URL {self.url!r}: {exc}") from None
         self._client = aioredis.Redis.from_pool(pool)
+        self._update_locks: dict[str, asyncio.Lock] = {}
+        self._update_waiters: dict[str, int] = {}
         self._incr = self._client.register_script(_INCR)
         self._list_append = self._client.register_script(_LIST_APPEND)
         self._lb_add_keep = self._client.register_script(_LB_ADD_KEEP)
@@ -260,6 +264,24 @@ class RedisBackend(StoreBackend):
 
     async def update(self, key: str, fn: Callable[[Any], Any], default: Any = None) -> Any:
         name = self._value(key)
+        # Updates of one key from this backend take turns, so only writers in
+        # other processes can invalidate a WATCH: at most one contender per
+        # process instead of one per concurrent submit.
+        lock = self._update_locks.get(name)
+        if lock is None:
+            lock = self._update_locks[name] = asyncio.Lock()
+        self._update_waiters[name] = self._update_waiters.get(name, 0) + 1
+        try:
+            async with lock:
+                return await self._update(key, name, fn, default)
+        finally:
+            left = self._update_waiters.pop(name) - 1
+            if left:
+                self._update_waiters[name] = left
+            else:
+                del self._update_locks[name]
+
+    async def _update(self, key: str, name: str, fn: Callable[[Any], Any], default: Any) -> Any:
         for attempt in range(self.update_retries + 1):
             if attempt:
                 cap = min(self.update_backoff, _UPDATE_BACKOFF_BASE * 2**attempt)

@@ -11,7 +11,7 @@ in-memory backend here and a Redis backend can share one interface:
 operation           Redis equivalent
 ==================  ===================================
 get / set / delete  GET / SET / DEL
-incr                INCRBY / INCRBYFLOAT
+incr                INCRBY, or a double-add script
 update(key, fn)     WATCH + GET + MULTI/SET/EXEC, retried
 list_append         RPUSH + LTRIM (one script)
 list_range          LRANGE
@@ -176,7 +176,7 @@ def check_index(value: Any) -> None:
 
 
 def checked_sum(key: str, value: int | float) -> int | float:
-    """``value`` if Redis could hold it as the result of INCRBY or a float script."""
+    """``value``, if it is a signed 64-bit int or a finite float (as Redis requires)."""
     if type(value) is int:
         if not INT64_MIN <= value <= INT64_MAX:
             raise StoreError(out_of_range(key))
