@@ -1,10 +1,12 @@
-"""Shared fixtures: real tether servers on free loopback ports."""
+"""Shared fixtures: real tether servers and real redis-server processes on free loopback ports."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 import uvloop
 
+from tests.redis_server import RedisServer, redis_server_binary
 from tether import App, Settings
 from tether.transport import Server, serve
 
@@ -97,3 +100,44 @@ def serve_app() -> Iterator[Callable[..., RunningServer]]:
     yield start
     for server in running:
         server.stop()
+
+
+NO_REDIS_SERVER = (
+    "SKIPPED REDIS TESTS: no redis-server binary on PATH "
+    "(install it with `make system-deps`; CI always has one)"
+)
+
+
+def require_redis_server() -> None:
+    """Skip (loudly) where no ``redis-server`` binary exists; under CI that is a failure."""
+    if redis_server_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail(NO_REDIS_SERVER.replace("SKIPPED", "CANNOT RUN"), pytrace=False)
+        pytest.skip(NO_REDIS_SERVER)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if redis_server_binary() is None:
+        terminalreporter.write_sep("!", NO_REDIS_SERVER, red=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the whole run (use ``redis_namespace`` to stay apart)."""
+    require_redis_server()
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A redis-server for this test alone, free to be killed, paused and restarted."""
+    require_redis_server()
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_namespace() -> str:
+    """A store namespace no other test uses."""
+    return f"test{uuid.uuid4().hex[:12]}"

@@ -40,7 +40,7 @@ class Proc:
                 break
             if "serving on" in line:
                 self.first_line = line
-                return line.split("serving on", 1)[1].strip()
+                return line.split("serving on", 1)[1].split()[0]
         self.p.kill()
         raise AssertionError(f"no URL printed; output: {self.p.communicate()[0]}")
 

@@ -12,7 +12,7 @@ from .context import Context, context
 from .protocol import PROTOCOL_VERSION
 from .settings import Settings, SettingsError
 from .state import State
-from .store import Store, StoreError
+from .store import Store, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from .client import Client, SyncClient, TetherError, connect, connect_sync
@@ -34,6 +34,7 @@ __all__ = [
     "State",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "SyncClient",
     "TetherError",
     "connect",

@@ -7,6 +7,9 @@ import asyncio
 import dataclasses
 import importlib
 import logging
+import multiprocessing
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -58,6 +61,12 @@ def _server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
     parser.add_argument("--log-level", default="info", help="logging level (default info)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT); needs --store redis://... when > 1",
+    )
     _add_settings(parser)
 
 
@@ -74,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(app: App, host: str, port: int, settings: Settings) -> None:
+def run(app: App, host: str, port: int, settings: Settings, reuse_port: bool = False) -> None:
     from .transport import serve
 
     try:
@@ -84,7 +93,48 @@ def run(app: App, host: str, port: int, settings: Settings) -> None:
     else:
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(serve(app, host, port, settings, announce=True))
+        runner.run(serve(app, host, port, settings, announce=True, reuse_port=reuse_port))
+
+
+def _worker(command: str, spec: str, host: str, port: int, settings: Settings) -> None:
+    """One of ``--workers N`` processes: import the app itself, serve on the shared port."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    if command == "serve":
+        app = load_app(spec)
+    else:
+        from .demo import app
+    run(app, host, port, settings, reuse_port=True)
+
+
+def run_workers(
+    command: str, spec: str, host: str, port: int, settings: Settings, workers: int
+) -> int:
+    """Start ``workers`` processes on one port and stop them all on SIGINT/SIGTERM."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(command, spec, host, port, settings), daemon=False)
+        for _ in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while any(proc.is_alive() for proc in procs):
+        for proc in procs:
+            proc.join(timeout=0.5)
+            if not stopping and proc.exitcode not in (None, 0):
+                print(f"tether: worker {proc.pid} exited with {proc.exitcode}", file=sys.stderr)
+                stop(signal.SIGTERM, None)
+    return 0 if all(proc.exitcode == 0 for proc in procs) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,6 +147,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
     except SettingsError as exc:
         parser.error(str(exc))
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.workers > 1:
+        if settings.store == "memory://":
+            parser.error(
+                "--workers > 1 needs a shared store: each process would have its own "
+                "memory store, so global state and topics would split. "
+                "Use --store redis://host:port/db"
+            )
+        spec = args.app if args.command == "serve" else ""
+        if args.command == "serve":
+            load_app(spec)  # fail here, once, if it cannot be imported
+        return run_workers(args.command, spec, args.host, args.port, settings, args.workers)
     if args.command == "serve":
         app = load_app(args.app)
     else:

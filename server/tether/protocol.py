@@ -62,6 +62,7 @@ class Code:
     FORBIDDEN_TOPIC: Final = "forbidden_topic"
     TOO_MANY_SUBSCRIPTIONS: Final = "too_many_subscriptions"
     RATE_LIMITED: Final = "rate_limited"
+    STORE_UNAVAILABLE: Final = "store_unavailable"
 
 
 class Close:

@@ -111,9 +111,7 @@ class RedisBridge:
                 delay = 0.05
                 log.info("listening for topics on Redis (%s)", pattern)
                 while True:
-                    message = await pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=30.0
-                    )
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
                     if message is None:
                         await pubsub.ping()  # a dead link shows up here
                         continue

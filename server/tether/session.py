@@ -49,6 +49,7 @@ from .queue import Gate, QueueFull
 from .runner import Runner
 from .settings import Settings
 from .state import State, copy_value
+from .store import StoreUnavailable
 
 __all__ = ["Session", "new_session_id"]
 
@@ -423,6 +424,9 @@ class Session:
             return encode_error(
                 id, Code.TIMEOUT, f"{function.name} ran longer than its {function.timeout:g} s"
             )
+        except StoreUnavailable as exc:
+            self._restore(snapshots)
+            return encode_error(id, Code.STORE_UNAVAILABLE, str(exc))
         except (BadValue, LocalProtocolError) as exc:
             self._restore(snapshots)
             return encode_error(id, Code.FN_ERROR, f"{function.name} returned a bad value: {exc}")

@@ -11,7 +11,7 @@ in-memory backend here and a Redis backend can share one interface:
 operation           Redis equivalent
 ==================  ===================================
 get / set / delete  GET / SET / DEL
-incr                INCRBY / INCRBYFLOAT
+incr                INCRBY, or a double-add script
 update(key, fn)     WATCH + GET + MULTI/SET/EXEC, retried
 list_append         RPUSH + LTRIM (one script)
 list_range          LRANGE
@@ -24,12 +24,26 @@ lb_rank / lb_score  ZREVRANK / ZSCORE
 Values are JSON (stored serialised, as Redis would), so a value read from
 the store is always the caller's own copy and can never be mutated behind
 the lock's back.
+
+Both backends agree exactly, and ``tests/test_store.py`` runs one contract
+against each:
+
+- ``incr`` keeps integers integers (signed 64-bit, as Redis) and gives a
+  float as soon as either side is a float, with IEEE double arithmetic.
+- Leaderboards order by score, highest first; equal scores by member, the
+  greater member (by code point, which is UTF-8 byte order) first: the order
+  of Redis' ZREVRANGE. ``keep`` drops from the other end of the same order.
+- Lists, values and leaderboards are separate key spaces: ``delete`` removes
+  all three, and the same name can be a value and a list at once.
+- Misuse (a wrong type, a count below 1, a NaN score) is a ``StoreError``;
+  a backend that cannot be reached raises ``StoreUnavailable``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -42,17 +56,29 @@ __all__ = [
     "Store",
     "StoreBackend",
     "StoreError",
+    "StoreUnavailable",
     "SyncStore",
+    "backend_from_url",
     "plain_number",
 ]
 
 T = TypeVar("T")
 
 MAX_UPDATE_RETRIES: Final = 64
+INT64_MIN: Final = -(1 << 63)
+INT64_MAX: Final = (1 << 63) - 1
 
 
 class StoreError(Exception):
     """A store operation was used wrongly (wrong type at a key, misuse from a thread)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached (refused, reset or timed out).
+
+    The operation may or may not have been applied when the connection broke
+    while it was in flight.
+    """
 
 
 class StoreBackend:
@@ -150,8 +176,57 @@ def plain_number(score: float) -> int | float:
 
 def _number(value: Any, key: str) -> int | float:
     if type(value) not in (int, float):
-        raise StoreError(f"incr: the value at {key!r} is not a number")
+        raise StoreError(not_a_number(key))
     return value  # type: ignore[no-any-return]
+
+
+def not_a_number(key: str) -> str:
+    return f"incr: the value at {key!r} is not a number"
+
+
+def out_of_range(key: str) -> str:
+    return f"incr: the result at {key!r} is out of range (64-bit integer or finite float)"
+
+
+def nan_score(board: str, member: str) -> str:
+    return f"lb_incr: the score of {member!r} on {board!r} would not be a number"
+
+
+def check_increment(by: Any) -> None:
+    if type(by) not in (int, float):
+        raise StoreError(f"incr: 'by' must be an int or a float, not {type(by).__name__}")
+
+
+def check_score(what: str, score: Any) -> None:
+    if type(score) not in (int, float) or score != score:
+        raise StoreError(f"{what} must be an int or float and not NaN, not {score!r}")
+
+
+def check_member(member: Any) -> None:
+    if type(member) is not str:
+        raise StoreError(f"leaderboard members must be str, not {type(member).__name__}")
+
+
+def check_count(what: str, value: Any, minimum: int, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if type(value) is not int or value < minimum:
+        raise StoreError(f"{what} must be an int >= {minimum}, not {value!r}")
+
+
+def check_index(value: Any) -> None:
+    if type(value) is not int:
+        raise StoreError(f"list_range: start and stop must be ints, not {value!r}")
+
+
+def checked_sum(key: str, value: int | float) -> int | float:
+    """``value``, if it is a signed 64-bit int or a finite float (as Redis requires)."""
+    if type(value) is int:
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise StoreError(out_of_range(key))
+    elif not math.isfinite(value):
+        raise StoreError(out_of_range(key))
+    return value
 
 
 class MemoryBackend(StoreBackend):
@@ -185,10 +260,11 @@ class MemoryBackend(StoreBackend):
             return found
 
     async def incr(self, key: str, by: int | float = 1) -> int | float:
+        check_increment(by)
         async with self._lock:
             raw = self._values.get(key)
             current = 0 if raw is None else _number(orjson.loads(raw), key)
-            value = current + by
+            value = checked_sum(key, current + by)
             self._values[key] = orjson.dumps(value)
             return value
 
@@ -213,6 +289,7 @@ class MemoryBackend(StoreBackend):
     async def list_append(
         self, key: str, value: Any, maxlen: int | None = None, *, topic: str | None = None
     ) -> int:
+        check_count("list_append: maxlen", maxlen, 1, optional=True)
         raw = _dumps(value)
         async with self._lock:
             items = self._lists.get(key)
@@ -232,11 +309,15 @@ class MemoryBackend(StoreBackend):
             self.publisher(topic, data)
 
     async def list_range(self, key: str, start: int = 0, stop: int = -1) -> list[Any]:
+        check_index(start)
+        check_index(stop)
         items = list(self._lists.get(key, ()))
         # Redis LRANGE semantics: both ends inclusive, negative from the end.
         n = len(items)
         lo = max(start + n if start < 0 else start, 0)
-        hi = stop + n if stop < 0 else min(stop, n - 1)
+        hi = min(stop + n if stop < 0 else stop, n - 1)
+        if lo > hi:
+            return []
         return [orjson.loads(raw) for raw in items[lo : hi + 1]]
 
     async def lb_add(
@@ -249,6 +330,10 @@ class MemoryBackend(StoreBackend):
         top: int = 0,
         topic: str | None = None,
     ) -> list[tuple[str, float]]:
+        check_member(member)
+        check_score("lb_add: score", score)
+        check_count("lb_add: keep", keep, 1, optional=True)
+        check_count("lb_add: top", top, 1 if topic is not None else 0)
         async with self._lock:
             scores = self._boards.setdefault(board, {})
             scores[member] = float(score)
@@ -261,17 +346,23 @@ class MemoryBackend(StoreBackend):
             return best
 
     async def lb_incr(self, board: str, member: str, by: float = 1) -> float:
+        check_member(member)
+        check_score("lb_incr: by", by)
         async with self._lock:
             scores = self._boards.setdefault(board, {})
             value = scores.get(member, 0.0) + float(by)
+            if value != value:
+                raise StoreError(nan_score(board, member))
             scores[member] = value
             return value
 
     async def lb_top(self, board: str, n: int) -> list[tuple[str, float]]:
+        check_count("lb_top: n", n, 0)
         scores = self._boards.get(board, {})
         return heapq.nlargest(n, scores.items(), key=_rank_key)
 
     async def lb_rank(self, board: str, member: str) -> int | None:
+        check_member(member)
         scores = self._boards.get(board, {})
         if member not in scores:
             return None
@@ -279,12 +370,41 @@ class MemoryBackend(StoreBackend):
         return sum(1 for item in scores.items() if _rank_key(item) > mine)
 
     async def lb_score(self, board: str, member: str) -> float | None:
+        check_member(member)
         return self._boards.get(board, {}).get(member)
 
 
 def _rank_key(item: tuple[str, float]) -> tuple[float, str]:
     # Redis orders equal scores by member, and ZREVRANGE reverses both.
     return (item[1], item[0])
+
+
+def backend_from_url(url: str, **options: Any) -> StoreBackend:
+    """The backend a URL names: ``memory://`` or ``redis://host:port/db``.
+
+    ``rediss://`` (TLS) and ``unix:///path.sock?db=0`` work too. ``options``
+    go to ``RedisBackend`` (``namespace``, timeouts, ...); the memory backend
+    takes none.
+    """
+    scheme = url.partition("://")[0].lower()
+    if scheme == "memory":
+        if options:
+            raise StoreError(f"the memory store takes no options (got {', '.join(options)})")
+        return MemoryBackend()
+    if scheme in ("redis", "rediss", "unix"):
+        try:
+            from .redis_store import RedisBackend
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.partition(".")[0] != "redis":
+                raise
+            raise StoreError(
+                "the Redis store needs the 'redis' package: pip install 'tether[redis]'"
+            ) from None
+        return RedisBackend(url, **options)
+    raise StoreError(
+        f"unknown store URL {url.partition('://')[0] + '://'!r}: "
+        "use memory:// or redis://host:port/db"
+    )
 
 
 class Store:

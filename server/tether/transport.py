@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
+import re
 import signal
 from collections import deque
 from collections.abc import Callable
@@ -23,9 +25,11 @@ from .hub import Hub
 from .limits import AddressCounter, origin_allowed
 from .protocol import Close, Code, encode_error, encode_welcome
 from .queue import Gate
+from .redis_bridge import RedisBridge
 from .runner import Runner
 from .session import Session
 from .settings import Settings
+from .store import backend_from_url
 
 __all__ = ["Connection", "Server", "serve", "static_dir"]
 
@@ -193,6 +197,7 @@ class Server:
         self._allowed_origins = self.settings.allowed_origins
         self._sweeper: asyncio.Task[None] | None = None
         self.parked: dict[str, tuple[Session, asyncio.TimerHandle]] = {}
+        self.bridge: RedisBridge | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._connections: dict[str, Connection] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -200,6 +205,7 @@ class Server:
         self.web = web.Application()
         self.web.router.add_get("/ws", self._websocket)
         self.web.router.add_get("/healthz", self._healthz)
+        self.web.router.add_get("/readyz", self._readyz)
         self.web.router.add_get("/", self._index)
         self.web.router.add_static("/static/", static_dir(), show_index=False)
         self.web.on_startup.append(self._on_startup)
@@ -211,6 +217,11 @@ class Server:
     async def _on_startup(self, _: web.Application) -> None:
         loop = asyncio.get_running_loop()
         self.hub.bind(loop)
+        if self.settings.store != "memory://":
+            namespace = self.settings.namespace or app_namespace(self.app.title)
+            self.app.store.use(backend_from_url(self.settings.store, namespace=namespace))
+            self.bridge = RedisBridge(self.settings.store, namespace, self.hub)
+            await self.bridge.start()
         self.app._publisher = self.hub.publish
         self.app.store.bind(loop, publish=self.hub.publish)
         if self.settings.idle_timeout > 0:
@@ -264,6 +275,8 @@ class Server:
             await asyncio.wait(list(self._handlers), timeout=self.settings.shutdown_timeout)
 
     async def _on_cleanup(self, _: web.Application) -> None:
+        if self.bridge is not None:
+            await self.bridge.close()
         self.runner.close()
         self.app._publisher = None
         self.hub.bind(None)
@@ -350,8 +363,28 @@ class Server:
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response(
-            {"status": "ok", "sessions": len(self.sessions), "parked": len(self.parked)}
+            {
+                "status": "ok",
+                "sessions": len(self.sessions),
+                "parked": len(self.parked),
+                "pid": os.getpid(),
+            }
         )
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        """Ready to serve: 503 while a shared store or its topic link is down."""
+        checks: dict[str, str] = {}
+        backend = self.app.store.backend
+        ping = getattr(backend, "ping", None)
+        if ping is not None:
+            checks["store"] = "ok" if await ping() else "unavailable"
+        if self.bridge is not None:
+            checks["topics"] = "ok" if self.bridge.healthy else "reconnecting"
+        ready = not self.stopping and all(v == "ok" for v in checks.values())
+        body = {"status": "ready" if ready else "unavailable", **checks}
+        if self.stopping:
+            body["status"] = "stopping"
+        return web.json_response(body, status=200 if ready else 503)
 
     async def _index(self, _: web.Request) -> web.StreamResponse:
         return web.FileResponse(static_dir() / "index.html")
@@ -498,6 +531,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     announce: bool = False,
     on_ready: Callable[[Server, int], None] | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve ``app`` until ``stop`` is set, SIGINT or SIGTERM; then shut down gracefully."""
     server = Server(app, settings)
@@ -509,7 +543,7 @@ async def serve(
         shutdown_timeout=server.settings.shutdown_timeout + 5,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None)
     await site.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -520,7 +554,9 @@ async def serve(
             installed.append(sig)
     bound = _bound_port(site) or port
     if announce:
-        print(f"tether serving on http://{_url_host(host)}:{bound}/", flush=True)
+        print(
+            f"tether serving on http://{_url_host(host)}:{bound}/ (pid {os.getpid()})", flush=True
+        )
     if on_ready is not None:
         on_ready(server, bound)
     try:
@@ -529,6 +565,12 @@ async def serve(
         for sig in installed:
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+
+
+def app_namespace(title: str) -> str:
+    """A Redis namespace from an app title: "tether demo" -> "tether-demo"."""
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return slug or "tether"
 
 
 def _refusal(status: int, reason: str) -> web.HTTPException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import aiohttp
@@ -229,7 +230,7 @@ async def test_healthz_answers_ok_with_the_session_count(serve_app):
         async with http.get(srv.url + "/healthz") as resp:
             assert resp.status == 200
             body = await resp.json()
-        assert body == {"status": "ok", "sessions": 1, "parked": 0}
+        assert body == {"status": "ok", "sessions": 1, "parked": 0, "pid": os.getpid()}
         await ws.close()
 
 
