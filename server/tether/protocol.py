@@ -39,7 +39,7 @@ __all__ = [
     "encode_welcome",
 ]
 
-PROTOCOL_VERSION: Final = 4
+PROTOCOL_VERSION: Final = 5
 
 SubmitId = str | int
 

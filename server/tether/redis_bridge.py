@@ -110,15 +110,16 @@ class RedisBridge:
                 self._subscribed.set()
                 delay = 0.05
                 log.info("listening for topics on Redis (%s)", pattern)
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
-                    if message is None:
-                        await pubsub.ping()  # a dead link shows up here
+                # health_check_interval makes redis-py ping an idle link, so a
+                # dead connection raises here instead of hanging forever.
+                async for message in pubsub.listen():
+                    if message.get("type") != "pmessage":
                         continue
                     channel = message["channel"]
                     if isinstance(channel, bytes):
                         channel = channel.decode()
                     self.hub.deliver(channel[len(self._prefix) :], message["data"])
+                raise ConnectionError("the subscription ended")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -11,6 +11,7 @@ each other.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import threading
@@ -247,9 +248,30 @@ class Session:
                 if tail is not None and tail not in waits:
                     waits.append(tail)
                 self._tails[slot] = done
-        self.tasks[msg.id] = self._loop.create_task(
-            self._run(msg.id, function, args, gate, waits, done)
-        )
+        task = self._loop.create_task(self._run(msg.id, function, args, gate, waits, done))
+        self.tasks[msg.id] = task
+        # A task cancelled before its first step never runs _run's cleanup: do it here.
+        task.add_done_callback(functools.partial(self._never_started, msg.id, function, done))
+
+    def _never_started(
+        self,
+        id: SubmitId,
+        function: Function,
+        done: asyncio.Future[None] | None,
+        task: asyncio.Task[None],
+    ) -> None:
+        if self.tasks.get(id) is not task:
+            return  # _run finished normally and cleaned up
+        del self.tasks[id]
+        if id in self._cancelling:
+            self._cancelling.discard(id)
+            if not self._ended:
+                self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
+        if done is not None and not done.done():
+            done.set_result(None)
+            for slot in function.slots:
+                if self._tails.get(slot) is done:
+                    del self._tails[slot]
 
     def cancel(self, id: SubmitId) -> None:
         """Cancel a queued or running submit; unknown or finished ids are ignored."""

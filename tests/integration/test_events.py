@@ -501,3 +501,25 @@ async def test_deltas_apply_to_streamed_partials_too(serve_app):
                 assert partials[-1] == final
                 assert all(p[:-1] == final[:-1] for p in partials)
         assert await c.submit("chat_stream", "x") == await f.submit("chat_stream", "x")
+
+
+async def test_a_cancel_read_in_the_same_turn_as_its_submit_is_answered_and_cleaned_up(
+    serve_app,
+):
+    app, gate = gated_app()
+    gate.set()
+    srv = serve_app(app)
+    async with aiohttp.ClientSession() as http, http.ws_connect(srv.ws_url) as ws:
+        await receive(ws)
+        for i in range(5):
+            # One TCP write carrying both frames: the server reads them in one go.
+            await ws.send_str(
+                orjson.dumps({"type": "submit", "id": i, "fn": "slow", "data": [i]}).decode()
+            )
+            await ws.send_str(orjson.dumps({"type": "cancel", "id": i}).decode())
+        answers = [await receive(ws) for _ in range(5)]
+        assert sorted(a["id"] for a in answers) == list(range(5))
+        assert all(a["type"] in ("result", "error") for a in answers)
+        assert srv.call(lambda: [len(s.tasks) for s in srv.server.sessions.values()]) == [0]
+        await ws.send_str('{"type":"submit","id":"after","fn":"fast","data":[1]}')
+        assert await receive(ws) == {"type": "result", "id": "after", "data": [1]}
