@@ -1,4 +1,4 @@
-"""The ``tether`` command: ``serve``, ``demo``."""
+"""The ``tether`` command: ``serve``, ``demo``, ``loadtest``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from . import loadtest
 from .app import App
 from .settings import Settings, SettingsError, parse_value
 
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(serve)
     demo = commands.add_parser("demo", help="serve the demo app (chat and score tracker)")
     _server_args(demo)
+    loadtest.add_parser(commands)
     return parser
 
 
@@ -90,6 +92,8 @@ def run(app: App, host: str, port: int, settings: Settings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "loadtest":
+        return loadtest.run_cli(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
