@@ -192,6 +192,7 @@ class Server:
             self.sessions.pop(session.id, None)
             self._connections.pop(session.id, None)
             conn.closed = True
+            conn._writer.cancel()  # the peer is gone: nothing more can be written
             await session.close()
             self._handlers.discard(task)
         return ws
