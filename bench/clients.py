@@ -25,10 +25,10 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import servers  # noqa: E402
+import servers
 
-import tether  # noqa: E402
-from tether.loadtest import LeanConnection  # noqa: E402
+import tether
+from tether.loadtest import LeanConnection
 
 Submit = Callable[[int], Awaitable[Any]]
 

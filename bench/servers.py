@@ -110,7 +110,9 @@ def free_port() -> int:
 
 def command(kind: str, port: int) -> list[str]:
     if kind == "tether-sync":
-        return [sys.executable, "-m", "tether", "demo", "--port", str(port), "--log-level", "warning"]
+        return [
+            sys.executable, "-m", "tether", "demo", "--port", str(port), "--log-level", "warning",
+        ]  # fmt: skip
     if kind == "tether-async":
         return [
             sys.executable, "-m", "tether", "serve", "servers:async_app",

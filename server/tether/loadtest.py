@@ -565,8 +565,18 @@ class LoadTest:
         await asyncio.sleep(max(0.0, self.start - time.monotonic()))
         cpu0, wall0 = time.process_time(), time.monotonic()
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        try:
             loop.add_signal_handler(signal.SIGINT, self._stop_now)
+            handles_sigint = True
+        except (NotImplementedError, RuntimeError, ValueError):
+            handles_sigint = False  # not the main thread: the caller decides
+        try:
+            return await self._run(loop, cpu0, wall0)
+        finally:
+            if handles_sigint:
+                loop.remove_signal_handler(signal.SIGINT)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, cpu0: float, wall0: float) -> Stats:
         ticker = loop.create_task(self._ticker())
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
         async with aiohttp.ClientSession(connector=connector) as http:
