@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,7 @@ def loadtest(url: str, users: int, seconds: float, turns: int) -> dict[str, Any]
         "p50_ms": result["latency_ms"]["p50"],
         "p99_ms": result["latency_ms"]["p99"],
         "errors": result["error_count"],
+        "error_codes": result["errors"],
         "generator_cpu_percent": result["generator_cpu_percent"][0],
         "generator_saturated": result["generator_saturated"],
     }
@@ -158,9 +160,16 @@ def summarize(rows: list[dict[str, Any]], kinds: list[str], levels: list[int]) -
                 "clients": c,
                 "server": kind,
                 "throughput": round(statistics.median(r["throughput"] for r in mine), 1),
+                "throughput_range": [
+                    min(r["throughput"] for r in mine),
+                    max(r["throughput"] for r in mine),
+                ],
                 "p50_ms": round(statistics.median(r["p50_ms"] for r in mine), 3),
                 "p99_ms": round(statistics.median(r["p99_ms"] for r in mine), 3),
                 "errors": sum(r["errors"] for r in mine),
+                "error_codes": dict(
+                    sum((Counter(r.get("error_codes", {})) for r in mine), Counter())
+                ),
                 "generator_saturated": any(r["generator_saturated"] for r in mine),
             }
         for entry in medians.values():
@@ -348,16 +357,22 @@ def markdown(results: dict[str, Any]) -> str:
         f"{size['rounds']} alternating round(s). Ratios are submits/s of the row divided by "
         "the baseline's at the same C.",
         "",
-        "| C | server | submits/s | p50 ms | p99 ms | ÷ baseline-inline | ÷ baseline-executor |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| C | server | submits/s | rounds: min..max | p50 ms | p99 ms "
+        "| ÷ baseline-inline | ÷ baseline-executor |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for e in results["throughput"]["summary"]:
+    rows = results["throughput"]["rows"]
+    kinds = list(dict.fromkeys(r["server"] for r in rows))
+    for e in summarize(rows, kinds, size["concurrency"]):
+        low, high = e["throughput_range"]
         mark = " (generator saturated)" if e["generator_saturated"] else ""
-        err = f", {e['errors']} errors" if e["errors"] else ""
+        codes = ", ".join(f"{k} {n}" for k, n in e.get("error_codes", {}).items())
+        err = f", {e['errors']} errors over the rounds" if e["errors"] else ""
+        err += f" ({codes})" if codes else ""
         lines.append(
             f"| {e['clients']} | {e['server']}{mark}{err} | {e['throughput']:.0f} | "
-            f"{e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e.get('vs_baseline-inline', '')} | "
-            f"{e.get('vs_baseline-executor', '')} |"
+            f"{low:.0f}..{high:.0f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | "
+            f"{e.get('vs_baseline-inline', '')} | {e.get('vs_baseline-executor', '')} |"
         )
     mem = results["memory"]
     lines += ["", "Idle memory per session (server RSS growth / sessions):", ""]
@@ -394,6 +409,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
     parser.add_argument("--update-readme", action="store_true", help="rewrite bench/README.md")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS.json",
+        help="only print (and with --update-readme, write) the summary of an earlier run",
+    )
     parser.add_argument("--hold", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     fd_limit = raise_open_files_limit()
@@ -402,6 +423,13 @@ def main() -> int:
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_hold(args.hold[0], int(args.hold[1])))
+        return 0
+
+    if args.render:
+        text = markdown(orjson.loads(args.render.read_bytes()))
+        print(text)
+        if args.update_readme:
+            update_readme(text)
         return 0
 
     size = sizes(args.quick)

@@ -267,7 +267,7 @@ async def test_check_reports_replies_sent_twice(raw_server, tmp_path):
         loadtest, url, "--users", "2", "--duration", "0.5", "--check", tmp_path=tmp_path
     )
     assert status == 1
-    assert "a second reply to submit 1" in " ".join(result["check"]["examples"])
+    assert "a second reply to submit" in " ".join(result["check"]["examples"])
 
 
 async def test_check_reports_replies_to_ids_never_sent(raw_server, tmp_path):

@@ -90,6 +90,8 @@ PROGRESS_INTERVAL: Final = 1.0
 # Above this share of one core a generator process is the bottleneck, not the server.
 CPU_SATURATED: Final = 0.90
 RECONNECT_BACKOFF: Final = (0.05, 1.0)
+# Submit ids of one generator connection: (n + 1) * ID_RANGE + k, k < ID_RANGE.
+ID_RANGE: Final = 1 << 32
 DEFAULT_TURNS: Final = 10
 MAX_SCORE: Final = 1_000_000
 
@@ -305,9 +307,11 @@ class ConnectionLost(Exception):
 class LeanConnection:
     """A minimal protocol v1 client on aiohttp, for generating load.
 
-    Replies are matched to submits by id. A reply whose id was never sent, or
-    was already answered, is reported through ``on_violation``; frames that
-    are not replies go to ``on_frame``.
+    Replies are matched to submits by id. Ids count up from ``first_id``;
+    giving every connection its own range (``ID_RANGE`` apart) makes a reply
+    meant for another session stand out. A reply whose id was never sent on
+    this connection, or was already answered, is reported through
+    ``on_violation``; frames that are not replies go to ``on_frame``.
     """
 
     def __init__(
@@ -316,12 +320,13 @@ class LeanConnection:
         welcome: dict[str, Any],
         on_frame: Callable[[dict[str, Any]], None],
         on_violation: Callable[[str], None],
+        first_id: int = 1,
     ) -> None:
         self.ws = ws
         self.session: str = welcome["session"]
         self._on_frame = on_frame
         self._on_violation = on_violation
-        self._next_id = 1
+        self._first_id = self._next_id = first_id
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.closed = False
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
@@ -333,6 +338,7 @@ class LeanConnection:
         url: str,
         on_frame: Callable[[dict[str, Any]], None],
         on_violation: Callable[[str], None],
+        first_id: int = 1,
     ) -> LeanConnection:
         ws = await http.ws_connect(
             url, max_msg_size=MAX_REPLY_SIZE, compress=0, autoping=True, decode_text=False
@@ -346,7 +352,7 @@ class LeanConnection:
         except BaseException:
             await ws.close()
             raise
-        return cls(ws, welcome, on_frame, on_violation)
+        return cls(ws, welcome, on_frame, on_violation, first_id)
 
     def submit(self, fn: str, data: list[Any]) -> Awaitable[dict[str, Any]]:
         """Send a submit; the awaitable gives its ``result`` or ``error`` frame."""
@@ -390,7 +396,7 @@ class LeanConnection:
                             future.set_result(obj)
                     elif kind == "error" and id is None:
                         self._on_frame(obj)
-                    elif type(id) is int and 0 < id < self._next_id:
+                    elif type(id) is int and self._first_id <= id < self._next_id:
                         self._on_violation(f"a second reply to submit {id} ({kind})")
                     else:
                         self._on_violation(f"a {kind} for submit {id!r}, which was never sent")
@@ -522,6 +528,7 @@ class LoadTest:
         self.stats = Stats()
         self.tick = Tick()
         self.connected = 0
+        self.opened = 0
         # start_at is wall-clock time shared by all processes; work in monotonic time.
         self.start = time.monotonic() + max(0.0, start_at - time.time())
         self.end = self.start + config.duration
@@ -552,6 +559,12 @@ class LoadTest:
     def _violation(self, text: str) -> None:
         self.stats.violation(text)
         self.tick.violations += 1
+
+    def _first_id(self) -> int:
+        """The start of a fresh id range, unique over all generator processes."""
+        number = self.proc + self.config.procs * self.opened
+        self.opened += 1
+        return (number + 1) * ID_RANGE
 
     def _start_of(self, index: int) -> float:
         if self.config.users <= 1:
@@ -682,7 +695,9 @@ class LoadTest:
         t0 = time.perf_counter()
         try:
             async with asyncio.timeout(self.config.connect_timeout):
-                conn = await LeanConnection.open(self.http, self.config.url, on_frame, on_violation)
+                conn = await LeanConnection.open(
+                    self.http, self.config.url, on_frame, on_violation, self._first_id()
+                )
         except asyncio.CancelledError:
             raise
         except Exception:
