@@ -155,6 +155,17 @@ def test_plot_without_matplotlib_is_refused_before_the_run(monkeypatch, capsys, 
     assert not (tmp_path / "x.png").exists()
 
 
+def test_plot_draws_throughput_and_latency_when_matplotlib_is_there(serve_app, tmp_path):
+    pytest.importorskip("matplotlib")
+    srv = serve_app(create_app())
+    png = tmp_path / "run.png"
+    status, _ = loadtest(
+        srv.url, "--users", "2", "--duration", "2.5", "--plot", str(png), tmp_path=tmp_path
+    )
+    assert status == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_a_server_that_refuses_connections_gives_a_failing_status(tmp_path):
     status, result = loadtest(
         f"ws://127.0.0.1:{free_port()}/ws", "--users", "2", "--duration", "0.5", tmp_path=tmp_path

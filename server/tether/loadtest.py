@@ -16,7 +16,12 @@ reply); each conversation runs on a fresh connection. Built-ins use
 ``LeanConnection``, a small aiohttp client that costs less CPU per submit than
 ``tether.Client`` (measured by ``bench/clients.py``), so one generator core
 drives more load. A custom scenario is a Python file defining
-``async def user(client, index)``; it gets the regular ``tether.Client`` API.
+``async def user(client, index)``; it gets the regular ``tether.Client`` API
+(with submits timed and counted). ``user`` is called again and again on one
+session until the time is up (a new session per call if the file sets
+``RECONNECT = True``); with ``--rate``, calls start on the open-loop schedule.
+``--check`` on a custom scenario checks that every submit got its reply; the
+content is the scenario's to check (an exception counts as a violation).
 
 Latencies are kept in ``Histogram`` s, log-bucketed like HdrHistogram: memory
 is bounded whatever the run length, and histograms from several generator
