@@ -129,6 +129,30 @@ def test_a_custom_scenario_file_drives_the_regular_client_api(serve_app, tmp_pat
     assert set(result["errors"]) == {"unknown_fn"}
 
 
+def test_a_custom_scenario_can_ask_for_a_new_session_per_call_and_fail_the_check(
+    serve_app, tmp_path
+):
+    scenario = tmp_path / "reconnecting.py"
+    scenario.write_text(
+        "RECONNECT = True\n"
+        "async def user(client, index):\n"
+        "    history = await client.submit('chat', 'hello')\n"
+        "    if len(history) != 1:\n"
+        "        raise ValueError('a new session should start with an empty history')\n"
+        "    if index == 0:\n"
+        "        raise ValueError('user 0 always fails')\n"
+    )
+    srv = serve_app(create_app())
+    status, result = loadtest(
+        srv.url, "--scenario", str(scenario), "--users", "2", "--duration", "1", "--check",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert status == 1
+    assert result["connects"] > 2
+    assert result["errors"] == {"scenario:ValueError": result["check"]["violations"]}
+    assert all("user 0 always fails" in v for v in result["check"]["examples"])
+
+
 def test_the_command_line_runs_a_loadtest_and_prints_a_summary(serve_app, tmp_path):
     srv = serve_app(create_app())
     proc = subprocess.run(
