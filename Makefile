@@ -25,5 +25,9 @@ lint: $(STAMP)
 test: $(STAMP) system-deps lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# The benchmark (a few minutes; the machine should be otherwise idle).
+bench: $(STAMP)
+	$(PY) bench/run.py --update-readme
+
 clean:
 	rm -rf $(VENV) build dist server/*.egg-info test-artifacts

@@ -1,4 +1,4 @@
-"""The ``tether`` command: ``serve``, ``demo``."""
+"""The ``tether`` command: ``serve``, ``demo``, ``loadtest``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from . import loadtest
 from .app import App
 from .settings import Settings, SettingsError, parse_value
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(serve)
     demo = commands.add_parser("demo", help="serve the demo app (chat and score tracker)")
     _server_args(demo)
+    loadtest.add_parser(commands)
     return parser
 
 
@@ -140,6 +142,8 @@ def run_workers(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "loadtest":
+        return loadtest.run_cli(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -1,0 +1,210 @@
+"""The servers the benchmark compares, each run as its own process.
+
+``python bench/servers.py KIND --port P`` serves one of:
+
+- ``baseline-inline``: bare aiohttp + uvloop. Each WebSocket keeps its
+  conversation in a local list and answers a submit with the whole history,
+  as the demo's chat does, computed inline on the event loop.
+- ``baseline-executor``: the same, with the reply computed in a thread pool
+  (``run_in_executor``), as tether runs a synchronous function.
+
+The tether kinds are started through the real command line:
+``tether-sync`` is ``tether demo`` (its ``chat`` is a sync function with
+session state) and ``tether-async`` is ``tether serve servers:async_app``, the
+same chat written as ``async def``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tether import PROTOCOL_VERSION, App
+from tether.demo import reply_to
+
+HERE = Path(__file__).resolve().parent
+KINDS = ("baseline-inline", "baseline-executor", "tether-sync", "tether-async")
+SERVER_CPU = 0  # the server gets this core, the load generator the other one
+START_TIMEOUT = 30.0
+
+async_app = App("tether bench: async chat")
+
+
+@async_app.function(inputs=["text", "state"], outputs=["chatbot", "state"])
+async def chat(message: str, history: list[list[str]] = []) -> Any:  # noqa: B006
+    """The demo's chat as a coroutine function."""
+    history.append([message, reply_to(message)])
+    return history, history
+
+
+def _welcome() -> bytes:
+    return orjson.dumps(
+        {
+            "type": "welcome",
+            "protocol": PROTOCOL_VERSION,
+            "session": os.urandom(16).hex(),
+            "functions": [{"name": "chat", "inputs": ["text"], "outputs": ["chatbot"]}],
+        }
+    )
+
+
+def _reply(obj: dict[str, Any], history: list[list[str]]) -> bytes:
+    message = obj["data"][0]
+    history.append([message, reply_to(message)])
+    return orjson.dumps({"type": "result", "id": obj["id"], "data": [history]})
+
+
+def serve_baseline(port: int, executor: bool) -> None:
+    import uvloop
+    from aiohttp import WSMsgType, web
+
+    pool = ThreadPoolExecutor(max_workers=16)
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=1 << 20, compress=False)
+        await ws.prepare(request)
+        await ws.send_frame(_welcome(), WSMsgType.TEXT)
+        history: list[list[str]] = []
+        loop = asyncio.get_running_loop()
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            obj = orjson.loads(msg.data)
+            if executor:
+                frame = await loop.run_in_executor(pool, _reply, obj, history)
+            else:
+                frame = _reply(obj, history)
+            await ws.send_frame(frame, WSMsgType.TEXT)
+        return ws
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/ws", websocket)
+    app.router.add_get("/healthz", healthz)
+    web.run_app(
+        app, host="127.0.0.1", port=port, print=None, access_log=None, loop=uvloop.new_event_loop()
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def command(kind: str, port: int) -> list[str]:
+    if kind == "tether-sync":
+        return [
+            sys.executable, "-m", "tether", "demo", "--port", str(port), "--log-level", "warning",
+        ]  # fmt: skip
+    if kind == "tether-async":
+        return [
+            sys.executable, "-m", "tether", "serve", "servers:async_app",
+            "--port", str(port), "--log-level", "warning",
+        ]  # fmt: skip
+    return [sys.executable, str(HERE / "servers.py"), kind, "--port", str(port)]
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Keep a process on one core, when the machine has more than one."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, {cpu})
+
+
+def wait_healthy(port: int, timeout: float = START_TIMEOUT, proc: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError(f"server on port {port} did not answer /healthz in {timeout:g} s")
+
+
+@dataclass
+class Running:
+    kind: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def start(kind: str) -> Running:
+    port = free_port()
+    proc = subprocess.Popen(
+        command(kind, port), cwd=HERE, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
+    pin(proc.pid, SERVER_CPU)
+    running = Running(kind, port, proc)
+    try:
+        wait_healthy(port, proc=proc)
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
+@contextlib.contextmanager
+def running(kind: str) -> Iterator[str]:
+    server = start(kind)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="serve a baseline for the benchmark")
+    parser.add_argument("kind", choices=["baseline-inline", "baseline-executor"])
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    serve_baseline(args.port, executor=args.kind == "baseline-executor")
+
+
+if __name__ == "__main__":
+    main()
