@@ -78,7 +78,7 @@ function describeError(error) {
   const code = error?.code || "error";
   const plain = {
     [Codes.DISCONNECTED]: "The connection dropped before the answer arrived.",
-    [Codes.NOT_CONNECTED]: "Not sent: there is no connection right now.",
+    [Codes.NOT_CONNECTED]: "There is no connection right now.",
     [Codes.CLOSED]: "The page closed its connection.",
     [Codes.CANCELLED]: "Cancelled.",
     [Codes.TOO_LARGE]: "Too large to send.",
@@ -88,6 +88,12 @@ function describeError(error) {
     shutting_down: "The server is restarting; try again once it is back.",
   }[code];
   return `${plain || error?.message || "Something went wrong."} (${code})`;
+}
+
+/** What happened to a message that failed, said first: was it sent at all? */
+function failedMessage(error) {
+  const sent = error?.code !== Codes.NOT_CONNECTED && error?.code !== Codes.TOO_LARGE;
+  return `${sent ? "No reply." : "Not sent."} ${describeError(error)}`;
 }
 
 function setStoredRoom(value) {
@@ -182,7 +188,6 @@ function makeField(component, label) {
       type: "number",
       id,
       step: "any",
-      inputmode: "decimal",
       "aria-describedby": describedBy,
     });
     read = () => {
@@ -207,7 +212,7 @@ function makeField(component, label) {
     });
     read = () => {
       const text = control.value.trim();
-      if (text === "") return fail("Enter a JSON value (for example null, 3, \"text\" or {}).");
+      if (text === "") return fail('Enter a JSON value (for example null, 3, "text" or {}).');
       let value;
       try {
         value = JSON.parse(text);
@@ -396,7 +401,7 @@ class ChatLog {
         el.classList.add("failed");
         typing.remove();
         meta.dataset.kind = "error";
-        status.textContent = `Not answered: ${message}`;
+        status.textContent = message;
         meta.append(
           h("button", {
             type: "button",
@@ -413,7 +418,10 @@ class ChatLog {
         );
         // Keep settled messages before the pending ones.
         const firstPending = this.el.querySelector(":scope > .pending");
-        if (firstPending && firstPending.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING) {
+        if (
+          firstPending &&
+          firstPending.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING
+        ) {
           this.el.insertBefore(el, firstPending);
         }
       },
@@ -428,7 +436,7 @@ class ChatLog {
     turn.bot.el.classList.remove("streaming");
     turn.el.classList.add("failed");
     turn.el.append(
-      h("div", { class: "msg-meta", "data-kind": "error" }, h("span", { text: `Not saved: ${message}` })),
+      h("div", { class: "msg-meta", "data-kind": "error" }, h("span", { text: message })),
     );
   }
 
@@ -446,7 +454,10 @@ class ChatLog {
     const box = h(
       "div",
       { class: "archive" },
-      h("p", { class: "archive-label", text: "Earlier session (ended): the server no longer remembers these messages." }),
+      h("p", {
+        class: "archive-label",
+        text: "Earlier session (ended): the server no longer remembers these messages.",
+      }),
     );
     this.el.insertBefore(box, settled[0]);
     box.append(...settled);
@@ -520,7 +531,13 @@ class GenericPanel {
       spec.description,
       "generic",
       form,
-      this.outputs.length ? h("div", { class: "outputs" }, this.outputs.map((o) => o.el)) : null,
+      this.outputs.length
+        ? h(
+            "div",
+            { class: "outputs" },
+            this.outputs.map((o) => o.el),
+          )
+        : null,
     );
   }
 
@@ -643,7 +660,11 @@ class ChatPanel {
           },
         },
       },
-      h("label", { for: inputId, class: "visually-hidden", text: labels[this.textIndex] || "message" }),
+      h("label", {
+        for: inputId,
+        class: "visually-hidden",
+        text: labels[this.textIndex] || "message",
+      }),
       this.input,
       this.stopButton,
       h("button", { type: "submit", class: "btn primary", text: "Send" }),
@@ -655,14 +676,26 @@ class ChatPanel {
       spec.description,
       "chat",
       logEl,
-      extras.length ? h("div", { class: "chat-options" }, extras.map((f) => f.el)) : null,
+      extras.length
+        ? h(
+            "div",
+            { class: "chat-options" },
+            extras.map((f) => f.el),
+          )
+        : null,
       composer,
       h("p", {
         class: "composer-hint",
         id: `${inputId}-hint`,
         text: "Enter sends, Shift+Enter starts a new line.",
       }),
-      others.length ? h("div", { class: "outputs" }, others.map((o) => o.el)) : null,
+      others.length
+        ? h(
+            "div",
+            { class: "outputs" },
+            others.map((o) => o.el),
+          )
+        : null,
     );
   }
 
@@ -713,9 +746,11 @@ class ChatPanel {
           this.show(outputList(outputs, count), false);
         },
         (error) => {
-          const message = describeError(error);
+          const message = failedMessage(error);
           if (pending.open) pending.fail(message, () => this.dispatch(text, values));
-          else if (streamed) this.log.failLast(message);
+          else if (streamed) {
+            this.log.failLast(`The reply stopped and was not kept. ${describeError(error)}`);
+          }
         },
       )
       .finally(() => {
@@ -860,7 +895,11 @@ class RoomPanel {
             },
           },
         },
-        h("label", { for: sayId, class: "visually-hidden", text: (say.labels || [])[0] || "message" }),
+        h("label", {
+          for: sayId,
+          class: "visually-hidden",
+          text: (say.labels || [])[0] || "message",
+        }),
         this.sayInput,
         h("button", { type: "submit", class: "btn primary", text: "Send" }),
       ),
@@ -933,7 +972,8 @@ class RoomPanel {
     // before its result; they may or may not be in the history.
     const earlyMessages = early.filter((e) => e?.kind === "message");
     for (const message of [...history, ...earlyMessages]) this.addMessage(message, false);
-    if (rejoin) this.note("The connection was lost and a new session began: you rejoined the room.");
+    if (rejoin)
+      this.note("The connection was lost and a new session began: you rejoined the room.");
     this.showMembers(Array.isArray(info?.members) ? info.members : [name]);
     const wasHidden = this.view.hidden;
     this.joinForm.hidden = true;
@@ -949,7 +989,8 @@ class RoomPanel {
     }
     if (!this.joined || topic !== this.joined.topic || !data || typeof data !== "object") return;
     if (data.kind === "message") this.addMessage(data, true);
-    else if (data.kind === "presence" && Array.isArray(data.members)) this.showMembers(data.members);
+    else if (data.kind === "presence" && Array.isArray(data.members))
+      this.showMembers(data.members);
   }
 
   note(text) {
@@ -978,10 +1019,14 @@ class RoomPanel {
       ),
       h("p", { class: "body", text: asText(message.text) }),
     );
-    follow(this.logEl, () => {
-      const firstPending = this.logEl.querySelector(":scope > .pending");
-      this.logEl.insertBefore(el, firstPending);
-    }, live && mine);
+    follow(
+      this.logEl,
+      () => {
+        const firstPending = this.logEl.querySelector(":scope > .pending");
+        this.logEl.insertBefore(el, firstPending);
+      },
+      live && mine,
+    );
     this.messages.push({ key, el });
     this.roomEmpty.hidden = true;
     while (this.messages.length > MAX_ROOM_MESSAGES) {
@@ -1031,7 +1076,7 @@ class RoomPanel {
       pending.classList.remove("pending");
       pending.classList.add("failed");
       meta.dataset.kind = "error";
-      status.textContent = `Not sent: ${describeError(error)}`;
+      status.textContent = failedMessage(error);
       meta.append(
         h("button", {
           type: "button",
@@ -1093,7 +1138,9 @@ class TopicPanel {
         ),
         h("p", {
           class: "description",
-          text: TOPIC_DESCRIPTIONS[topic] || "Events published on this topic appear here as they happen.",
+          text:
+            TOPIC_DESCRIPTIONS[topic] ||
+            "Events published on this topic appear here as they happen.",
         }),
       ),
       this.body,
@@ -1103,7 +1150,10 @@ class TopicPanel {
     this.subscription.ready.catch((error) => {
       if (error.code !== Codes.CANCELLED) {
         this.body.replaceChildren(
-          h("p", { class: "field-error", text: `Cannot follow this topic: ${describeError(error)}` }),
+          h("p", {
+            class: "field-error",
+            text: `Cannot follow this topic: ${describeError(error)}`,
+          }),
         );
       }
     });
@@ -1114,7 +1164,11 @@ class TopicPanel {
     const scalar = (v) => v === null || ["string", "number", "boolean"].includes(typeof v);
     if (Array.isArray(data) && data.every(scalar)) {
       view = data.length
-        ? h("ol", { class: "leaderboard" }, data.map((v) => h("li", { text: asText(v) })))
+        ? h(
+            "ol",
+            { class: "leaderboard" },
+            data.map((v) => h("li", { text: asText(v) })),
+          )
         : h("p", { class: "empty", text: "Nothing yet." });
     } else if (scalar(data)) {
       view = h("p", { class: "big-value", text: asText(data) });
@@ -1146,12 +1200,15 @@ const page = {
   session: document.getElementById("session-id"),
   protocol: document.getElementById("protocol"),
   ticker: null,
+  rebuilt: false,
 };
 
 function build(welcome) {
   for (const panel of page.panels) panel.destroy?.();
   page.panels = [];
-  const specs = (welcome.functions || []).filter((f) => Array.isArray(f.inputs) && Array.isArray(f.outputs));
+  const specs = (welcome.functions || []).filter(
+    (f) => Array.isArray(f.inputs) && Array.isArray(f.outputs),
+  );
   const functions = new Map(specs.map((f) => [f.name, f]));
   const withRoom = RoomPanel.fits(functions);
   const main = [];
@@ -1198,13 +1255,15 @@ function showNotice(text) {
 
 function tick() {
   if (client.state !== "reconnecting") return;
-  const wait = client.nextRetryAt === null ? 0 : Math.ceil((client.nextRetryAt - Date.now()) / 1000);
+  const wait =
+    client.nextRetryAt === null ? 0 : Math.ceil((client.nextRetryAt - Date.now()) / 1000);
   page.detail.textContent = wait > 0 ? `next try in ${wait} s` : "trying to reconnect…";
 }
 
 client.on("state", ({ state, reason }) => {
   // The indicator says exactly one of three words; the detail next to it says more.
-  const word = state === "connected" ? "connected" : state === "reconnecting" ? "reconnecting" : "offline";
+  const word =
+    state === "connected" ? "connected" : state === "reconnecting" ? "reconnecting" : "offline";
   if (state !== "connecting") {
     page.status.textContent = word;
     page.status.dataset.state = word;
@@ -1227,11 +1286,10 @@ client.on("welcome", (welcome) => {
   document.title = title;
   page.protocol.textContent = String(client.protocol);
   const key = JSON.stringify([welcome.functions, welcome.topics || []]);
+  page.rebuilt = page.manifestKey !== null && key !== page.manifestKey;
   if (key !== page.manifestKey) {
-    const changed = page.manifestKey !== null;
     page.manifestKey = key;
     build(welcome);
-    if (changed) showNotice("The server's app changed while you were away; the page was rebuilt.");
   }
 });
 
@@ -1242,8 +1300,10 @@ client.on("session", ({ id, first }) => {
   const when = new Date();
   showNotice(
     `Reconnected at ${clock(when)}: a new session began. Session state, such as a chat ` +
-      "history, lives with the connection, so it starts fresh; earlier messages stay on " +
-      "the page, marked as from the earlier session.",
+      "history, lives with the connection, so it starts fresh" +
+      (page.rebuilt
+        ? ". The server's app changed meanwhile, so the page was rebuilt."
+        : "; earlier messages stay on the page, marked as from the earlier session."),
   );
   for (const panel of page.panels) panel.newSession?.(when);
 });

@@ -38,6 +38,8 @@ export class TetherError extends Error {
   }
 }
 
+const MAX_PINGS_IN_FLIGHT = 32; // ping waiters kept for their pong (a bound for a mute server)
+
 const DEFAULTS = Object.freeze({
   deltas: true,
   reconnect: true,
@@ -446,7 +448,9 @@ export class TetherClient {
         : new TetherError(
             Codes.DISCONNECTED,
             "the connection dropped before the answer arrived" +
-              (close.code ? ` (close ${close.code}${close.reason ? `: ${close.reason}` : ""})` : ""),
+              (close.code
+                ? ` (close ${close.code}${close.reason ? `: ${close.reason}` : ""})`
+                : ""),
           ),
     );
     if (this._closed) {
@@ -921,6 +925,9 @@ export class TetherClient {
       }
       // A waiter that timed out stays queued so that its late pong is matched to it.
       this._pongs.push(waiter);
+      if (this._pongs.length > MAX_PINGS_IN_FLIGHT) {
+        this._pongs.shift().reject(new TetherError(Codes.TIMEOUT, "no pong"));
+      }
       const timer = setTimeout(() => {
         waiter.resolve = () => {};
         reject(new TetherError(Codes.TIMEOUT, `no pong within ${timeout} ms`));

@@ -54,16 +54,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when != "call" or not report.failed or opened is None:
         return
     ARTIFACTS.mkdir(exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid)[-150:]
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", item.nodeid)[-150:]
     for n, entry in enumerate(opened.opened):
         stem = ARTIFACTS / f"{name}-page{n}"
-        stem.with_suffix(".log").write_text("\n".join(entry.log) + "\n")
+        Path(f"{stem}.log").write_text("\n".join(entry.log) + "\n")
         if entry.page.is_closed():
             continue
         try:
             entry.page.screenshot(path=f"{stem}.png", full_page=True, timeout=10_000)
         except Exception as exc:  # a screenshot must never hide the real failure
-            stem.with_suffix(".screenshot-error.txt").write_text(repr(exc))
+            Path(f"{stem}.screenshot-error.txt").write_text(repr(exc))
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from tests.conftest import RunningServer, free_port
 from tether import App
 
 
-def small_app(started: threading.Event | None = None) -> App:
+def small_app(started: threading.Event | threading.Semaphore | None = None) -> App:
     app = App("small")
 
     @app.function(inputs="text", outputs="text")
@@ -28,8 +28,10 @@ def small_app(started: threading.Event | None = None) -> App:
 
     @app.function(outputs="text")
     async def forever() -> str:
-        if started is not None:
+        if isinstance(started, threading.Event):
             started.set()
+        elif started is not None:
+            started.release()
         await asyncio.sleep(3600)
         return "never"
 
@@ -114,29 +116,32 @@ def test_in_flight_submits_reject_with_code_disconnected_when_the_server_goes_aw
 def test_cancelling_a_running_submit_rejects_it_with_code_cancelled(
     pages: Pages, serve_app: Callable[..., RunningServer]
 ) -> None:
-    started = threading.Event()
+    started = threading.Semaphore(0)
     page = pages.open(serve_app(small_app(started)).url)
     run_js(
         page,
         """
         window.client = tether.connect();
         await within(client.ready);
-        window.running = client.submit("forever");
+        window.controller = new AbortController();
+        window.jobs = [
+            client.submit("forever"),
+            client.call("forever", [], {signal: controller.signal}),
+        ];
         """,
     )
-    assert started.wait(10)
+    for _ in range(2):
+        assert started.acquire(timeout=10), "a submit never started on the server"
     outcome = run_js(
         page,
         """
-        const controller = new AbortController();
-        const second = client.call("forever", [], {signal: controller.signal});
-        window.running.cancel();
+        jobs[0].cancel();
         controller.abort();
         const code = (promise) => within(promise).then(() => "resolved", (e) => e.code);
-        return [await code(window.running), await code(second), window.running.status];
+        return [await code(jobs[0]), await code(jobs[1]), jobs[0].status, jobs[1].status];
         """,
     )
-    assert outcome == ["cancelled", "cancelled", "cancelled"]
+    assert outcome == ["cancelled", "cancelled", "cancelled", "cancelled"]
 
 
 def test_ping_resolves_with_a_round_trip_time(
