@@ -94,6 +94,24 @@ def test_a_streamed_reply_grows_in_its_bubble_before_the_submit_finishes(
     assert seen[-1] == {"text": final, "busy": False}
 
 
+def test_stopping_a_streamed_reply_cancels_it_and_marks_it_as_not_kept(
+    pages: Pages, demo: RunningServer
+) -> None:
+    page = pages.open(demo.url)
+    log = chat_log(page, "chat_stream")
+    box = panel(page, "chat_stream").get_by_label("message", exact=True)
+    box.fill(" ".join(f"word{n}" for n in range(300)))  # streams word by word, for seconds
+    box.press("Enter")
+    expect(log.locator("[aria-busy=true]")).to_have_count(1)
+    panel(page, "chat_stream").get_by_role("button", name="Stop").click()
+    expect(log).to_contain_text("The reply stopped and was not kept. Cancelled. (cancelled)")
+    expect(log.locator("[aria-busy=true]")).to_have_count(0)
+    expect(panel(page, "chat_stream").get_by_role("button", name="Stop")).to_be_hidden()
+    # The cancelled turn is not in the session's history: the next reply starts it afresh.
+    send_chat(page, "hi again", fn="chat_stream", reply="Hello! I remember everything")
+    expect(log.locator(":scope > .turn:not(.failed)")).to_have_count(1)
+
+
 def test_two_contexts_in_one_room_see_each_others_messages_and_presence(
     pages: Pages, demo: RunningServer
 ) -> None:
