@@ -228,7 +228,7 @@ def test_cancel_is_confirmed_by_the_server_which_stops_the_function(
         return [client.protocol, await within(job).then(() => "resolved", (e) => e.code)];
         """,
     )
-    assert outcome == [2, "cancelled"]
+    assert outcome[0] >= 2 and outcome[1] == "cancelled"
     assert stopped.wait(10), "the server did not stop the function"
 
 
