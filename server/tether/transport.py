@@ -218,13 +218,20 @@ class Server:
         sessions = list(self.sessions.values())
         if sessions:
             await asyncio.gather(*(s.drain(self.settings.shutdown_timeout) for s in sessions))
-        for session_id, conn in list(self._connections.items()):
-            await conn.flush_and_close(Close.GOING_AWAY, "server shutting down")
-            session = self.sessions.get(session_id)
-            if session is not None:
-                await session.close()
+        await asyncio.gather(
+            *(self._close_session(sid, conn) for sid, conn in list(self._connections.items()))
+        )
         if self._handlers:
             await asyncio.wait(list(self._handlers), timeout=self.settings.shutdown_timeout)
+
+    async def _close_session(self, session_id: str, conn: Connection) -> None:
+        """End a session, then close its connection with 1001. In that order: ending it
+        cancels what is still running, and those `shutting_down` errors must be sent
+        before the close."""
+        session = self.sessions.get(session_id)
+        if session is not None:
+            await session.close()
+        await conn.flush_and_close(Close.GOING_AWAY, "server shutting down")
 
     async def _on_cleanup(self, _: web.Application) -> None:
         self.runner.close()
