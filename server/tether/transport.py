@@ -155,7 +155,7 @@ class Server:
         self.app = app
         self.settings = settings or Settings.from_env()
         self.runner = Runner(self.settings)
-        self.hub = Hub()
+        self.hub = Hub(self.settings.publish_backlog_bytes)
         self._gates: dict[Function, Gate] = {}
         self.sessions: dict[str, Session] = {}
         self.counter = AddressCounter(

@@ -352,7 +352,8 @@ class FuzzConnection:
                 aiohttp.WSMsgType.CLOSING,  # we are closing it ourselves
                 aiohttp.WSMsgType.CLOSED,
             ):
-                self.close_code = self.ws.close_code
+                # The code of the server's close frame (none if we closed it ourselves).
+                self.close_code = msg.data if msg.type is aiohttp.WSMsgType.CLOSE else None
                 self.changed.set()
                 return
             assert msg.type is aiohttp.WSMsgType.TEXT, msg

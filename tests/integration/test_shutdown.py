@@ -6,21 +6,15 @@ The server is a real ``python -m tether serve`` subprocess, as an operator runs 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import textwrap
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 
-from tests.conftest import free_port
+from tests.integration.serve_process import Server, tether_servers  # noqa: F401 -- fixture
 
 SESSIONS = 20
 SHUTDOWN_TIMEOUT = 3.0
@@ -54,52 +48,6 @@ def ended(session):
 """
 
 
-class Server:
-    """``python -m tether serve`` in a subprocess."""
-
-    def __init__(self, cwd: Path, spec: str, *args: str) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tether", "serve", spec, "--port", str(self.port), *args],
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.output = ""
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def wait_ready(self, limit: float = 30) -> None:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            self.output += line
-            if "serving on" in line:
-                return
-            if not line and self.proc.poll() is not None:
-                break
-        raise AssertionError(f"the server did not start:\n{self.output}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        out, _ = self.proc.communicate(timeout=30)
-        self.output += out or ""
-
-
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.stop()
-
-
 class Client:
     """A raw session that records every answer and how it was closed."""
 
@@ -131,8 +79,8 @@ class Client:
             msg = await self.ws.receive()
             if msg.type is aiohttp.WSMsgType.TEXT:
                 self.record(orjson.loads(msg.data))
-            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-                self.close_code = self.ws.close_code
+            elif msg.type is aiohttp.WSMsgType.CLOSE:
+                self.close_code = msg.data  # the code in the server's close frame
                 return
             else:
                 raise AssertionError(f"unexpected {msg}")
