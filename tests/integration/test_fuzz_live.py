@@ -149,7 +149,7 @@ _CHARS = 'abc xyz 0123456789 {}[]":,\\ é ß 中文 🙂 \t\n\x00\x1f\u2028\ufef
 _TOKENS = ["{", "}", "[", "]", '"', ",", ":", "\\", "null", "1e999", "-", ".", "true"]
 
 
-class Generator:
+class FrameGenerator:
     """Random client frames from a seeded generator: valid, mutated, and junk."""
 
     def __init__(self, rng: random.Random, slot: int) -> None:
@@ -467,7 +467,7 @@ async def fuzz_slot(
     tally: Tally,
 ) -> None:
     """Send ``budget`` frames in batches; sometimes end a batch with a breaking frame."""
-    gen = Generator(rng, slot)
+    gen = FrameGenerator(rng, slot)
     conn: FuzzConnection | None = None
     sent = 0
     while sent < budget:
@@ -522,14 +522,18 @@ async def test_fuzzed_frames_get_documented_answers_and_never_disturb_a_chatting
         async with aiohttp.ClientSession() as http:
             control = asyncio.create_task(chat_control(srv, done))
             slots = [
-                fuzz_slot(srv, app, http, random.Random(rng.random()), i, budget, tally)
+                asyncio.create_task(
+                    fuzz_slot(srv, app, http, random.Random(rng.random()), i, budget, tally)
+                )
                 for i, budget in enumerate(budgets)
             ]
             try:
                 await asyncio.gather(*slots)
-            finally:
                 done.set()
-            turns = await asyncio.wait_for(control, 30)
+                turns = await asyncio.wait_for(control, 30)
+            finally:
+                for task in [*slots, control]:
+                    task.cancel()
     except AssertionError as exc:
         raise AssertionError(f"{exc} (TETHER_FUZZ_SEED={SEED})") from exc
     assert tally.frames == sum(budgets)
