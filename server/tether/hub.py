@@ -4,6 +4,10 @@ An event is encoded once and the same frame goes to every subscriber's
 bounded send queue, so a publish to N subscribers costs one encode and N
 queue appends. A subscriber whose queue is full is closed as a slow consumer
 by its connection (close 4008): delivery is at most once.
+
+Events published from worker threads (synchronous functions) reach the event
+loop through a bounded backlog: a thread that publishes faster than the loop
+hands events out waits (backpressure) rather than piling up frames in memory.
 """
 
 from __future__ import annotations
@@ -30,16 +34,22 @@ class Subscriber(Protocol):
 class Hub:
     """Topic subscriptions of one server process."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_backlog_bytes: int = 4 << 20) -> None:
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
+        # Bytes of events published from other threads and not yet handed out.
+        self._backlog = 0
+        self._max_backlog = max_backlog_bytes
+        self._backlog_changed = threading.Condition()
         # Later: a bridge that forwards publishes to other nodes (Redis).
         self.forward: Callable[[str, bytes], None] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self._loop = loop
         self._loop_thread = threading.get_ident() if loop is not None else None
+        with self._backlog_changed:
+            self._backlog_changed.notify_all()  # threads waiting to publish see the change
 
     def subscribe(self, subscriber: Subscriber, topic: str) -> None:
         self._subscribers.setdefault(topic, set()).add(subscriber)
@@ -71,8 +81,35 @@ class Hub:
             raise RuntimeError("publish() works only while the app is being served")
         if threading.get_ident() == self._loop_thread:
             self._publish_frame(topic, frame)
-        else:
-            self._loop.call_soon_threadsafe(self._publish_frame, topic, frame)
+            return
+        with self._backlog_changed:
+            # Backpressure. One event always fits an empty backlog, however big it is.
+            while (
+                self._loop is not None
+                and self._backlog
+                and self._backlog + len(frame) > self._max_backlog
+            ):
+                self._backlog_changed.wait()
+            loop = self._loop
+            if loop is None:
+                raise RuntimeError("publish() works only while the app is being served")
+            self._backlog += len(frame)
+        try:
+            loop.call_soon_threadsafe(self._publish_from_thread, topic, frame)
+        except RuntimeError:  # the loop is closed
+            self._backlog_done(len(frame))
+            raise
+
+    def _backlog_done(self, size: int) -> None:
+        with self._backlog_changed:
+            self._backlog -= size
+            self._backlog_changed.notify_all()
+
+    def _publish_from_thread(self, topic: str, frame: bytes) -> None:
+        try:
+            self._publish_frame(topic, frame)
+        finally:
+            self._backlog_done(len(frame))
 
     def _publish_frame(self, topic: str, frame: bytes) -> None:
         forward = self.forward

@@ -279,7 +279,10 @@ class Session:
         if task is None or id in self._cancelling:
             return
         self._cancelling.add(id)
-        task.cancel()
+        # Not task.cancel() at once: a task cancelled before its first step never
+        # enters _run, so its submit would get no answer and keep its state slots.
+        # Its first step is already scheduled, so this runs after it.
+        self._loop.call_soon(task.cancel)
 
     # -- topics --------------------------------------------------------------
 
@@ -323,7 +326,8 @@ class Session:
     ) -> None:
         try:
             for tail in waits:
-                await tail
+                # Shielded: cancelling this submit must not cancel the one it waits for.
+                await asyncio.shield(tail)
             if not gate.try_acquire():
                 await gate.wait(id, self._send)
             try:
@@ -346,10 +350,22 @@ class Session:
             del self.tasks[id]
             self._cancelling.discard(id)
             if done is not None:
-                done.set_result(None)
-                for slot in function.slots:
-                    if self._tails.get(slot) is done:
-                        del self._tails[slot]
+                self._release_slots(function, done, waits)
+
+    def _release_slots(
+        self, function: Function, done: asyncio.Future[None], waits: list[asyncio.Future[None]]
+    ) -> None:
+        """Let the next submit on these slots run -- but not before the submits this
+        one waited for are over: one cancelled while waiting must not let the next
+        overtake them (it would read the state before their change)."""
+        pending = [tail for tail in waits if not tail.done()]
+        if pending:
+            pending[0].add_done_callback(lambda _: self._release_slots(function, done, pending))
+            return
+        done.set_result(None)
+        for slot in function.slots:
+            if self._tails.get(slot) is done:
+                del self._tails[slot]
 
     def _finish(self, id: SubmitId, frame: bytes) -> None:
         """Send a submit's final frame, and keep it for a resume (bounded)."""

@@ -62,6 +62,11 @@ class Settings:
         "as a slow consumer (close 4008).",
         16 << 20,
     )
+    publish_backlog_bytes: int = _doc(
+        "Bytes of events published from worker threads (sync functions) that may wait for "
+        "the event loop to hand them out; a thread publishing beyond it waits.",
+        4 << 20,
+    )
     max_id_length: int = _doc("Longest string accepted as a submit id.", 128)
     max_queue: int = _doc(
         "Submits that may wait for a function's concurrency limit (per function, unless "
@@ -173,6 +178,8 @@ class Settings:
             )
         if ":" in self.namespace:
             raise SettingsError("namespace must not contain ':'")
+        if self.publish_backlog_bytes < 1:
+            raise SettingsError("publish_backlog_bytes must be at least 1")
         if self.submit_rate <= 0 or self.submit_burst < 1:
             raise SettingsError("submit_rate must be positive and submit_burst at least 1")
         if self.ping_interval and self.pong_timeout <= 0:

@@ -188,7 +188,7 @@ class Server:
         self.app = app
         self.settings = settings or Settings.from_env()
         self.runner = Runner(self.settings)
-        self.hub = Hub()
+        self.hub = Hub(self.settings.publish_backlog_bytes)
         self._gates: dict[Function, Gate] = {}
         self.sessions: dict[str, Session] = {}
         self.counter = AddressCounter(
@@ -260,11 +260,9 @@ class Server:
         sessions = list(self.sessions.values())
         if sessions:
             await asyncio.gather(*(s.drain(self.settings.shutdown_timeout) for s in sessions))
-        for session_id, conn in list(self._connections.items()):
-            await conn.flush_and_close(Close.GOING_AWAY, "server shutting down")
-            session = self.sessions.get(session_id)
-            if session is not None:
-                await session.close()
+        await asyncio.gather(
+            *(self._close_session(sid, conn) for sid, conn in list(self._connections.items()))
+        )
         for token in list(self.parked):
             session, timer = self.parked.pop(token)
             timer.cancel()
@@ -273,6 +271,15 @@ class Server:
             await asyncio.wait(list(self._background), timeout=self.settings.close_timeout)
         if self._handlers:
             await asyncio.wait(list(self._handlers), timeout=self.settings.shutdown_timeout)
+
+    async def _close_session(self, session_id: str, conn: Connection) -> None:
+        """End a session, then close its connection with 1001. In that order: ending it
+        cancels what is still running, and those `shutting_down` errors must be sent
+        before the close."""
+        session = self.sessions.get(session_id)
+        if session is not None:
+            await session.close()
+        await conn.flush_and_close(Close.GOING_AWAY, "server shutting down")
 
     async def _on_cleanup(self, _: web.Application) -> None:
         if self.bridge is not None:

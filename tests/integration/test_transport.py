@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -67,99 +68,121 @@ async def test_state_slots_never_appear_in_the_welcome(serve_app):
     assert fn["outputs"] == ["chatbot"]
 
 
-MALFORMED: list[tuple[str, str | bytes, str, Any]] = [
-    ("invalid json", "{not json", "bad_json", None),
-    ("empty frame", "", "bad_json", None),
-    ("deeply nested json", "[" * 5000 + "]" * 5000, "bad_json", None),
-    ("a json array", "[1, 2, 3]", "bad_message", None),
-    ("a json string", '"submit"', "bad_message", None),
-    ("a json null", "null", "bad_message", None),
-    ("no type", '{"id": 1}', "bad_message", None),
-    ("type not a string", '{"type": 7}', "bad_message", None),
-    ("unknown type", '{"type": "launch"}', "bad_message", None),
-    ("submit without id", '{"type": "submit", "fn": "echo", "data": []}', "bad_message", None),
-    (
-        "submit with float id",
-        '{"type":"submit","id":1.5,"fn":"echo","data":[]}',
-        "bad_message",
-        None,
-    ),
-    (
-        "submit with empty id",
-        '{"type":"submit","id":"","fn":"echo","data":[]}',
-        "bad_message",
-        None,
-    ),
-    (
-        "submit with overlong id",
-        '{"type":"submit","id":"' + "x" * 200 + '","fn":"echo"}',
-        "bad_message",
-        None,
-    ),
-    ("fn not a string", '{"type":"submit","id":3,"fn":5,"data":[]}', "bad_message", 3),
-    ("data not an array", '{"type":"submit","id":4,"fn":"echo","data":{}}', "bad_message", 4),
-    ("unknown function", '{"type":"submit","id":5,"fn":"nope","data":[]}', "unknown_fn", 5),
-    ("too few arguments", '{"type":"submit","id":6,"fn":"echo","data":["a"]}', "bad_arguments", 6),
-    (
-        "too many arguments",
-        '{"type":"submit","id":7,"fn":"echo","data":["a",1,2]}',
-        "bad_arguments",
-        7,
-    ),
-    (
-        "a number that is text",
-        '{"type":"submit","id":8,"fn":"echo","data":["a","one"]}',
-        "bad_arguments",
-        8,
-    ),
-    (
-        "a text that is a number",
-        '{"type":"submit","id":"x","fn":"echo","data":[1,1]}',
-        "bad_arguments",
-        "x",
-    ),
-    (
-        "a number that is a boolean",
-        '{"type":"submit","id":9,"fn":"echo","data":["a",true]}',
-        "bad_arguments",
-        9,
-    ),
-    (
-        "a huge array as data",
-        '{"type":"submit","id":10,"fn":"echo","data":[' + "1," * 50000 + "1]}",
-        "bad_arguments",
-        10,
-    ),
-    ("a binary frame", b"\x00\x01binary", "bad_message", None),
-]
+def bad_input_app() -> App:
+    """One function per component, a stateful counter, and two allowed topic patterns."""
+    app = App("bad inputs", topics=["news", "room:*"])
+
+    @app.function(inputs=["text", "number"], outputs="json")
+    def echo(text, n):
+        return {"text": text, "n": n}
+
+    @app.function(inputs="checkbox", outputs="checkbox")
+    def flip(on):
+        return not on
+
+    @app.function(inputs="json", outputs="json")
+    def keep(value):
+        return value
+
+    @app.function(inputs="chatbot", outputs="number")
+    def turns(history):
+        return len(history)
+
+    @app.function(inputs="state", outputs=["number", "state"])
+    def count(n=0):
+        return n + 1, n + 1
+
+    return app
 
 
-@pytest.mark.parametrize(
-    ("frame", "code", "reply_id"),
-    [pytest.param(frame, code, rid, id=name) for name, frame, code, rid in MALFORMED],
-)
-async def test_a_malformed_message_gets_its_error_code_and_the_connection_stays_usable(
-    serve_app, frame, code, reply_id
-):
-    srv = serve_app(echo_app())
+BAD_INPUTS_PATH = Path(__file__).parents[1] / "data" / "bad_inputs.json"
+
+
+def load_bad_inputs() -> list[dict[str, Any]]:
+    """The rows of tests/data/bad_inputs.json.
+
+    Each row has a ``name``, one frame -- ``frame`` (a text frame),
+    ``frame_hex`` with ``opcode`` "text" or "binary" (raw bytes, e.g. invalid
+    UTF-8), or ``frame_parts`` (a text frame built from ``[piece, times]``
+    pairs, for inputs too big to spell out) -- optional server ``settings``,
+    and ``expect``: ``{"error": code, "id": id, ...}`` (any other keys must
+    match the reply too), ``{"close": code}``, or ``{"reply": message}`` for
+    odd but valid input (``null``: no reply at all).
+    """
+    rows: list[dict[str, Any]] = orjson.loads(BAD_INPUTS_PATH.read_bytes())
+    names = [row["name"] for row in rows]
+    assert len(names) == len(set(names)), "bad input names must be unique"
+    for row in rows:
+        assert sum(k in row for k in ("frame", "frame_hex", "frame_parts")) == 1, row["name"]
+        assert len(row["expect"].keys() & {"error", "close", "reply"}) == 1, row["name"]
+    return rows
+
+
+BAD_INPUTS = load_bad_inputs()
+
+
+async def send_bad_input(ws: aiohttp.ClientWebSocketResponse, row: dict[str, Any]) -> None:
+    if "frame" in row:
+        await ws.send_str(row["frame"])
+    elif "frame_parts" in row:
+        await ws.send_str("".join(piece * times for piece, times in row["frame_parts"]))
+    elif row["opcode"] == "text":
+        await ws.send_frame(bytes.fromhex(row["frame_hex"]), aiohttp.WSMsgType.TEXT)
+    else:
+        await ws.send_bytes(bytes.fromhex(row["frame_hex"]))
+
+
+async def call(ws: aiohttp.ClientWebSocketResponse, id: Any, fn: str, *data: Any) -> Any:
+    """Submit and return the first reply, which must be the result of this very submit."""
+    await ws.send_str(orjson.dumps({"type": "submit", "id": id, "fn": fn, "data": data}).decode())
+    reply = await receive(ws)
+    assert reply["type"] == "result" and reply["id"] == id, reply
+    return reply["data"][0]
+
+
+def test_the_bad_input_table_covers_every_kind_of_refusal():
+    expects = [row["expect"] for row in BAD_INPUTS]
+    assert len(BAD_INPUTS) >= 40
+    codes = {e.get("error") for e in expects} | {e.get("close") for e in expects}
+    assert codes >= {"bad_json", "bad_message", "unknown_fn", "bad_arguments", "forbidden_topic"}
+    assert codes >= {1007, 1009}
+
+
+@pytest.mark.parametrize("row", [pytest.param(row, id=row["name"]) for row in BAD_INPUTS])
+async def test_a_bad_input_gets_its_documented_answer_and_harms_no_session(serve_app, row):
+    srv = serve_app(bad_input_app(), **row.get("settings", {}))
+    expect = row["expect"]
     async with aiohttp.ClientSession() as http:
+        bystander = await open_ws(srv, http)
         ws = await open_ws(srv, http)
-        if isinstance(frame, bytes):
-            await ws.send_bytes(frame)
+        assert await call(bystander, "b1", "count") == 1
+        assert await call(ws, "w1", "count") == 1
+        await send_bad_input(ws, row)
+        if "close" in expect:
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            assert msg.type is aiohttp.WSMsgType.CLOSE, msg
+            assert ws.close_code == expect["close"]
         else:
-            await ws.send_str(frame)
-        reply = await receive(ws)
-        assert reply["type"] == "error"
-        assert reply["code"] == code
-        assert reply["id"] == reply_id
-        assert isinstance(reply["message"], str) and reply["message"]
-        await ws.send_str('{"type":"submit","id":"after","fn":"echo","data":["ok",2]}')
-        assert await receive(ws) == {
-            "type": "result",
-            "id": "after",
-            "data": [{"text": "ok", "n": 2}],
+            if "error" in expect:
+                reply = await receive(ws)
+                extra = {k: v for k, v in expect.items() if k not in ("error", "id")}
+                assert set(reply) == {"type", "id", "code", "message", *extra}, reply
+                assert (reply["type"], reply["code"]) == ("error", expect["error"])
+                assert reply["id"] == expect["id"] and type(reply["id"]) is type(expect["id"])
+                assert isinstance(reply["message"], str) and reply["message"]
+                assert {k: reply[k] for k in extra} == extra
+            elif expect["reply"] is not None:
+                assert await receive(ws) == expect["reply"]
+            # Nothing else was sent: the next reply is this submit's, and the state survived.
+            assert await call(ws, "w2", "count") == 2
+            assert await call(ws, "w3", "echo", "ok", 2) == {"text": "ok", "n": 2}
+            await ws.close()
+        assert await call(bystander, "b2", "count") == 2
+        assert await call(bystander, "b3", "echo", "still here", 1) == {
+            "text": "still here",
+            "n": 1,
         }
-        await ws.close()
+        await bystander.close()
 
 
 async def test_unknown_fields_are_ignored(serve_app):
@@ -171,20 +194,6 @@ async def test_unknown_fields_are_ignored(serve_app):
         await ws.send_str('{"type":"ping","extra":{"x":1}}')
         assert await receive(ws) == {"type": "pong"}
         await ws.close()
-
-
-async def test_a_message_over_the_size_limit_closes_with_1009_and_others_are_untouched(serve_app):
-    srv = serve_app(echo_app(), max_message_size=4096)
-    async with aiohttp.ClientSession() as http:
-        bystander = await open_ws(srv, http)
-        ws = await open_ws(srv, http)
-        await ws.send_str('{"type":"submit","id":1,"fn":"echo","data":["' + "x" * 5000 + '",1]}')
-        msg = await asyncio.wait_for(ws.receive(), 10)
-        assert msg.type is aiohttp.WSMsgType.CLOSE
-        assert ws.close_code == 1009
-        await bystander.send_str('{"type":"submit","id":2,"fn":"echo","data":["still here",1]}')
-        assert (await receive(bystander))["data"] == [{"text": "still here", "n": 1}]
-        await bystander.close()
 
 
 async def test_a_duplicate_in_flight_id_is_refused_without_disturbing_the_first(serve_app):
