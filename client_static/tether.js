@@ -43,6 +43,7 @@ const MAX_PINGS_IN_FLIGHT = 32; // ping waiters kept for their pong (a bound for
 const DEFAULTS = Object.freeze({
   deltas: true,
   reconnect: true,
+  resume: true, // after a network drop, resume the same session (protocol 4+)
   baseDelay: 500, // ms; the first retry waits a random time in [0, baseDelay]
   maxDelay: 10000, // ms; no retry waits longer than this
   maxAttempts: Infinity, // retries after one drop before giving up ("offline")
@@ -320,6 +321,10 @@ export class TetherClient {
     if (target.protocol === "https:") target.protocol = "wss:";
     if (this.options.deltas) target.searchParams.set("deltas", "1");
     this.url = target.href;
+    /** The token that resumes this session after a network drop (protocol 4+). */
+    this.resumeToken = null;
+    this._resuming = false;
+    this._frames = new Map(); // id -> the submit as sent, re-sent after a resume
 
     /** "connecting", "connected", "reconnecting", "offline" or "closed". */
     this.state = "connecting";
@@ -403,8 +408,14 @@ export class TetherClient {
     this._clearTimer("retry");
     this.nextRetryAt = null;
     let ws;
+    let url = this.url;
+    if (this._resuming && this.resumeToken) {
+      const target = new URL(url);
+      target.searchParams.set("resume", this.resumeToken);
+      url = target.href;
+    }
     try {
-      ws = new this.WebSocket(this.url);
+      ws = new this.WebSocket(url);
     } catch (error) {
       this._dropped({ code: 1006, reason: String(error?.message || error) });
       return;
@@ -442,7 +453,17 @@ export class TetherClient {
     this._clearTimer("pingDeadline");
     const wasConnected = this.connected;
     const lived = wasConnected ? Date.now() - this._connectedAt : 0;
-    this._failInFlight(
+    // A network drop (no close frame from the server, or a server that is
+    // restarting) can resume the same session: keep what is in flight, it is
+    // re-sent with the same ids and the server never runs a submit twice.
+    const deliberate = [1000, 1001, 1008, 1009, 4001, 4008].includes(close.code);
+    if (wasConnected || !this._resuming) {
+      this._resuming =
+        !this._closed && this.options.resume && Boolean(this.resumeToken) && !deliberate;
+    }
+    if (this._resuming) {
+      this._failPongs(new TetherError(Codes.DISCONNECTED, "the connection dropped"));
+    } else this._failInFlight(
       this._closed
         ? new TetherError(Codes.CLOSED, "the client was closed")
         : new TetherError(
@@ -610,6 +631,15 @@ export class TetherClient {
   _welcome(message) {
     this._clearTimer("connect");
     const previous = this.session;
+    const resumed = message.resumed === true && this._resuming;
+    if (this._resuming && !resumed) {
+      // The old session is gone (expired, or the server does not resume).
+      this._failInFlight(
+        new TetherError(Codes.DISCONNECTED, "the connection dropped and the session ended"),
+      );
+    }
+    this._resuming = false;
+    this.resumeToken = typeof message.resume === "string" ? message.resume : null;
     this.welcome = message;
     this.session = message.session;
     this.protocol = Number.isInteger(message.protocol) ? message.protocol : 1;
@@ -618,16 +648,20 @@ export class TetherClient {
     this._bases.clear();
     this._subscribeOrder = [];
     this._connectedAt = Date.now();
-    this._sessions += 1;
+    if (!resumed) this._sessions += 1;
     this.nextRetryAt = null;
     this._startHeartbeat();
-    const first = this._sessions === 1;
+    const first = this._sessions === 1 && !resumed;
     // Re-subscribe before any listener runs, so that a listener's own
     // subscribe() is sent once, not twice.
     this._resubscribe();
-    this._setState("connected", { session: this.session, attempt: this.attempt });
+    if (resumed) {
+      for (const frame of this._frames.values()) this._send(frame);
+    }
+    this._setState("connected", { session: this.session, attempt: this.attempt, resumed });
     this._emit("welcome", message);
-    this._emit("session", { id: this.session, previous, first, welcome: message });
+    if (resumed) this._emit("resumed", { id: this.session, welcome: message });
+    else this._emit("session", { id: this.session, previous, first, welcome: message });
     if (first) this._readyResolve(message);
   }
 
@@ -659,6 +693,7 @@ export class TetherClient {
       error.fn = fn;
       if (!partial) this._inflight.delete(id);
       this._pending.delete(id);
+      this._frames.delete(id);
       submission?._settle(error);
       return;
     }
@@ -668,6 +703,7 @@ export class TetherClient {
     }
     this._inflight.delete(id);
     this._pending.delete(id);
+    this._frames.delete(id);
     submission?._settle(null, outputs);
   }
 
@@ -676,6 +712,7 @@ export class TetherClient {
     if (id !== null && id !== undefined && this._inflight.has(id)) {
       const fn = this._inflight.get(id);
       this._inflight.delete(id);
+      this._frames.delete(id);
       const submission = this._pending.get(id);
       this._pending.delete(id);
       submission?._settle(new TetherError(code, text, { id, fn }));
@@ -730,8 +767,9 @@ export class TetherClient {
       );
       return submission;
     }
+    const frame = { type: "submit", id, fn, data: Array.from(args) };
     try {
-      this._send({ type: "submit", id, fn, data: Array.from(args) });
+      this._send(frame);
     } catch (error) {
       error.id = id;
       error.fn = fn;
@@ -740,6 +778,7 @@ export class TetherClient {
     }
     this._pending.set(id, submission);
     this._inflight.set(id, fn);
+    this._frames.set(id, frame);
     const signal = options.signal;
     if (signal) {
       if (signal.aborted) this.cancel(id);
@@ -782,10 +821,17 @@ export class TetherClient {
     return this._pending.size;
   }
 
+  _failPongs(error) {
+    const pongs = this._pongs;
+    this._pongs = [];
+    for (const waiter of pongs) waiter.reject(new TetherError(error.code, error.message));
+  }
+
   _failInFlight(error) {
     const pending = [...this._pending.values()];
     this._pending.clear();
     this._inflight.clear();
+    this._frames.clear();
     for (const submission of pending) {
       const copy = new TetherError(error.code, error.message, {
         id: submission.id,

@@ -16,6 +16,7 @@ from tests.browser.helpers import (
     panel,
     run_js,
     send_chat,
+    session_id,
     status,
 )
 from tests.conftest import RunningServer
@@ -291,3 +292,28 @@ def test_streamed_values_rebuilt_from_deltas_equal_the_full_values(
     assert without["deltas"] is False
     assert with_deltas["values"] == without["values"]
     assert len(with_deltas["values"][-1]) == 3
+
+
+def test_a_network_drop_resumes_the_same_session_with_its_history(
+    pages: Pages, demo: RunningServer
+) -> None:
+    page = pages.open(demo.url)
+    send_chat(page, "before the drop")
+    before = session_id(page)
+
+    # Cut every TCP connection on the server side, without a close frame:
+    # to the page this is a network failure, not a server that went away.
+    def cut() -> int:
+        conns = list(demo.server._connections.values())
+        for conn in conns:
+            assert conn._transport is not None
+            conn._transport.abort()
+        return len(conns)
+
+    assert demo.call(cut) >= 1
+    expect(status(page)).to_have_text("connected")
+    send_chat(page, "after the drop")
+    assert session_id(page) == before
+    expect(page.get_by_text("a new session began")).to_have_count(0)
+    # The server kept the history: the reply's history holds both turns.
+    expect(chat_log(page).locator(":scope > .turn")).to_have_count(2)
