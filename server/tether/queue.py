@@ -5,7 +5,9 @@ sessions. A submit that finds it full waits in a FIFO queue of at most
 ``max_queue`` entries and is told its 1-based position (``queued``), again
 whenever the position changes (at most once per ``interval`` seconds per
 gate), and ``started`` when it gets a slot. A submit that finds a free slot
-gets neither message: the fast path stays one reply per submit.
+gets neither message: the fast path stays one reply per submit; nor does one
+that gets a slot within ``notice_delay`` seconds (a setting), so a briefly
+busy function does not triple the messages per submit.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ class _Waiter:
 
 
 class Gate:
-    def __init__(self, limit: int | None, max_queue: int, interval: float) -> None:
+    def __init__(
+        self, limit: int | None, max_queue: int, interval: float, notice_delay: float = 0.0
+    ) -> None:
         self.limit = limit
+        self.notice_delay = notice_delay
         self.max_queue = max_queue
         self.interval = interval
         self.running = 0
@@ -61,8 +66,14 @@ class Gate:
             raise QueueFull
         waiter = _Waiter(asyncio.get_running_loop().create_future(), id, send)
         self.queue.append(waiter)
-        waiter.sent_position = len(self.queue)
-        send(encode_queued(id, waiter.sent_position))
+        notice = None
+        if self.notice_delay > 0:
+            # A wait shorter than notice_delay is not worth two extra messages.
+            notice = asyncio.get_running_loop().call_later(
+                self.notice_delay, self._notice, waiter
+            )
+        else:
+            self._notice(waiter)
         try:
             await waiter.future
         except asyncio.CancelledError:
@@ -72,7 +83,19 @@ class Gate:
                 self.queue.remove(waiter)
                 self._positions_changed()
             raise
-        send(encode_started(id))
+        finally:
+            if notice is not None:
+                notice.cancel()
+        if waiter.sent_position:
+            send(encode_started(id))
+
+    def _notice(self, waiter: _Waiter) -> None:
+        try:
+            position = self.queue.index(waiter) + 1
+        except ValueError:
+            return  # it left the queue meanwhile
+        waiter.sent_position = position
+        waiter.send(encode_queued(waiter.id, position))
 
     def release(self) -> None:
         """Give a finished submit's slot to the first waiter, if any."""
@@ -93,6 +116,6 @@ class Gate:
     def _flush(self) -> None:
         self._flush_scheduled = False
         for position, waiter in enumerate(self.queue, 1):
-            if waiter.sent_position != position:
+            if waiter.sent_position and waiter.sent_position != position:
                 waiter.sent_position = position
                 waiter.send(encode_queued(waiter.id, position))

@@ -67,6 +67,42 @@ def new_session_id() -> str:
 class Session:
     """The state, in-flight submits and subscriptions of one connection."""
 
+    # Slots: one Session per connection, so its size is per-session memory.
+    __slots__ = (
+        "__weakref__",
+        "_bucket",
+        "_cancelling",
+        "_close_connection",
+        "_deltas",
+        "_ended",
+        "_flooded",
+        "_gate",
+        "_hub",
+        "_inflight_at_resume",
+        "_loop",
+        "_loop_thread",
+        "_replay",
+        "_results_bytes",
+        "_runner",
+        "_send",
+        "_strikes",
+        "_tails",
+        "app",
+        "attached",
+        "client",
+        "closed",
+        "id",
+        "identity",
+        "last_active",
+        "on_commit",
+        "results",
+        "resume_token",
+        "settings",
+        "state",
+        "tasks",
+        "topics",
+    )
+
     def __init__(
         self,
         app: App,

@@ -77,6 +77,11 @@ class Settings:
         "Shortest time between two `queued` position updates of one function's queue.",
         0.25,
     )
+    queue_notice_delay: float = _doc(
+        "A queued submit that starts within this many seconds gets no `queued`/`started` "
+        "messages (0: always tell).",
+        0.05,
+    )
     max_subscriptions: int = _doc("Topics one session may be subscribed to at once.", 100)
     max_topic_length: int = _doc("Longest topic name accepted from a client.", 128)
     debug: bool = _doc(

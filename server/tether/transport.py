@@ -100,6 +100,9 @@ class Connection:
                         return
                     self._bytes -= len(frame)
                     await ws.send_frame(frame, WSMsgType.TEXT)
+                    # Do not keep the last frame alive while idle (the welcome
+                    # alone is kilobytes per session).
+                    del frame
         except (ConnectionError, RuntimeError):
             # The peer went away; the read loop sees it and ends the session.
             self.closed = True
@@ -249,6 +252,7 @@ class Server:
                 self.settings.thread_pool_size if isinstance(limit, _Default) else limit,
                 self.settings.max_queue if function.max_queue is None else function.max_queue,
                 self.settings.queue_update_interval,
+                self.settings.queue_notice_delay,
             )
         return gate
 

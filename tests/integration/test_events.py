@@ -523,3 +523,22 @@ async def test_a_cancel_read_in_the_same_turn_as_its_submit_is_answered_and_clea
         assert srv.call(lambda: [len(s.tasks) for s in srv.server.sessions.values()]) == [0]
         await ws.send_str('{"type":"submit","id":"after","fn":"fast","data":[1]}')
         assert await receive(ws) == {"type": "result", "id": "after", "data": [1]}
+
+
+async def test_a_wait_shorter_than_the_notice_delay_sends_no_queue_messages(serve_app):
+    app = App()
+
+    @app.function(inputs="number", outputs="number", concurrency_limit=1)
+    async def brief(n):
+        await asyncio.sleep(0.005)
+        return n
+
+    srv = serve_app(app, queue_notice_delay=5.0)
+    async with aiohttp.ClientSession() as http, http.ws_connect(srv.ws_url) as ws:
+        await receive(ws)
+        for i in range(5):
+            frame = {"type": "submit", "id": i, "fn": "brief", "data": [i]}
+            await ws.send_str(orjson.dumps(frame).decode())
+        replies = [await receive(ws) for _ in range(5)]
+        assert [r["type"] for r in replies] == ["result"] * 5
+        assert sorted(r["id"] for r in replies) == list(range(5))
