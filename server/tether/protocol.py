@@ -39,7 +39,7 @@ __all__ = [
     "encode_welcome",
 ]
 
-PROTOCOL_VERSION: Final = 5
+PROTOCOL_VERSION: Final = 6
 
 SubmitId = str | int
 
