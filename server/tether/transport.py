@@ -201,6 +201,7 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self.parked: dict[str, tuple[Session, asyncio.TimerHandle]] = {}
         self.bridge: RedisBridge | None = None
+        self._manifest: list[dict[str, Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._connections: dict[str, Connection] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -219,6 +220,8 @@ class Server:
 
     async def _on_startup(self, _: web.Application) -> None:
         loop = asyncio.get_running_loop()
+        # The functions are fixed once serving starts: build their manifest once.
+        self._manifest = self.app.manifest()
         self.hub.bind(loop)
         if self.settings.store != "memory://":
             namespace = self.settings.namespace or app_namespace(self.app.title)
@@ -496,7 +499,7 @@ class Server:
             if settings.resume_grace > 0:
                 extra["resume"] = session.resume_token
                 extra["resumed"] = resumed
-            conn.send(encode_welcome(session.id, self.app.manifest(), **extra))
+            conn.send(encode_welcome(session.id, self._manifest, **extra))
             if record is not None:
                 session.load_record(record)
                 self._save_soon(session)
