@@ -91,6 +91,28 @@ function describeError(error) {
 }
 
 /** What happened to a message that failed, said first: was it sent at all? */
+/** Mark a pending message `el` as failed, say why in `status`, and offer a Retry
+ * button in `meta` that removes the message and calls `retry`. */
+function markFailed(el, meta, status, message, retry) {
+  el.classList.remove("pending");
+  el.classList.add("failed");
+  meta.dataset.kind = "error";
+  status.textContent = message;
+  meta.append(
+    h("button", {
+      type: "button",
+      class: "btn small",
+      text: "Retry",
+      on: {
+        click: () => {
+          el.remove();
+          retry();
+        },
+      },
+    }),
+  );
+}
+
 function failedMessage(error) {
   const sent = error?.code !== Codes.NOT_CONNECTED && error?.code !== Codes.TOO_LARGE;
   return `${sent ? "No reply." : "Not sent."} ${describeError(error)}`;
@@ -397,25 +419,11 @@ class ChatLog {
       fail: (message, retry) => {
         if (!open) return;
         open = false;
-        el.classList.remove("pending");
-        el.classList.add("failed");
         typing.remove();
-        meta.dataset.kind = "error";
-        status.textContent = message;
-        meta.append(
-          h("button", {
-            type: "button",
-            class: "btn small",
-            text: "Retry",
-            on: {
-              click: () => {
-                el.remove();
-                this._refresh();
-                retry();
-              },
-            },
-          }),
-        );
+        markFailed(el, meta, status, message, () => {
+          this._refresh();
+          retry();
+        });
         // Keep settled messages before the pending ones.
         const firstPending = this.el.querySelector(":scope > .pending");
         if (
@@ -1073,23 +1081,7 @@ class RoomPanel {
       pending.remove();
       this.addMessage(message, true);
     } catch (error) {
-      pending.classList.remove("pending");
-      pending.classList.add("failed");
-      meta.dataset.kind = "error";
-      status.textContent = failedMessage(error);
-      meta.append(
-        h("button", {
-          type: "button",
-          class: "btn small",
-          text: "Retry",
-          on: {
-            click: () => {
-              pending.remove();
-              this.say(text);
-            },
-          },
-        }),
-      );
+      markFailed(pending, meta, status, failedMessage(error), () => this.say(text));
     }
   }
 
