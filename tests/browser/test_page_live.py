@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -310,7 +311,14 @@ def test_a_network_drop_resumes_the_same_session_with_its_history(
             conn._transport.abort()
         return len(conns)
 
+    old = demo.call(lambda: demo.server._connections[before])
     assert demo.call(cut) >= 1
+    # Wait until the server has the session back on a new connection (the page
+    # only reconnects once it noticed the drop), then for the page to say so.
+    deadline = time.monotonic() + 20
+    while demo.call(lambda: demo.server._connections.get(before)) in (None, old):
+        assert time.monotonic() < deadline, "the page did not resume"
+        time.sleep(0.05)
     expect(status(page)).to_have_text("connected")
     send_chat(page, "after the drop")
     assert session_id(page) == before
