@@ -26,13 +26,20 @@ class QueueFull(Exception):
 
 
 class _Waiter:
-    __slots__ = ("future", "id", "send", "sent_position")
+    __slots__ = ("future", "id", "send", "sent_position", "since")
 
-    def __init__(self, future: asyncio.Future[None], id: SubmitId, send: Callable[[bytes], None]):
+    def __init__(
+        self,
+        future: asyncio.Future[None],
+        id: SubmitId,
+        send: Callable[[bytes], None],
+        since: float,
+    ) -> None:
         self.future = future
         self.id = id
         self.send = send
         self.sent_position = 0
+        self.since = since
 
 
 class Gate:
@@ -45,6 +52,10 @@ class Gate:
         self.interval = interval
         self.running = 0
         self.queue: deque[_Waiter] = deque()
+        # Waiters not told their position yet, oldest first; one timer for all of
+        # them (not one per waiter: under load most never need a notice).
+        self._untold: deque[_Waiter] = deque()
+        self._notice_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
 
     def __len__(self) -> int:
@@ -64,14 +75,14 @@ class Gate:
         """Queue for a slot; return holding it. Raises QueueFull, or CancelledError."""
         if self.full():
             raise QueueFull
-        waiter = _Waiter(asyncio.get_running_loop().create_future(), id, send)
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop.create_future(), id, send, loop.time())
         self.queue.append(waiter)
-        notice = None
         if self.notice_delay > 0:
             # A wait shorter than notice_delay is not worth two extra messages.
-            notice = asyncio.get_running_loop().call_later(
-                self.notice_delay, self._notice, waiter
-            )
+            self._untold.append(waiter)
+            if self._notice_timer is None:
+                self._notice_timer = loop.call_at(waiter.since + self.notice_delay, self._notices)
         else:
             self._notice(waiter)
         try:
@@ -83,11 +94,31 @@ class Gate:
                 self.queue.remove(waiter)
                 self._positions_changed()
             raise
-        finally:
-            if notice is not None:
-                notice.cancel()
         if waiter.sent_position:
             send(encode_started(id))
+
+    def _notices(self) -> None:
+        """Tell the waiters queued for ``notice_delay`` or longer their positions."""
+        self._notice_timer = None
+        untold = self._untold
+        cutoff = asyncio.get_running_loop().time() - self.notice_delay
+        due: list[_Waiter] = []
+        while untold and (untold[0].since <= cutoff or untold[0].future.done()):
+            waiter = untold.popleft()
+            if not waiter.future.done():
+                due.append(waiter)
+        if len(due) == 1:
+            self._notice(due[0])
+        elif due:  # one pass over the queue for all of them
+            wanted = set(due)
+            for position, waiter in enumerate(self.queue, 1):
+                if waiter in wanted:
+                    waiter.sent_position = position
+                    waiter.send(encode_queued(waiter.id, position))
+        if untold:
+            self._notice_timer = asyncio.get_running_loop().call_at(
+                untold[0].since + self.notice_delay, self._notices
+            )
 
     def _notice(self, waiter: _Waiter) -> None:
         try:

@@ -10,7 +10,7 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,24 +29,45 @@ def _step(gen: Any) -> Any:
 
 
 class BatchPool:
-    """Worker threads for sync functions that hand results back to the loop in batches.
+    """Worker threads for sync functions, with batched hand-offs both ways.
 
-    ``run_in_executor`` wakes the event loop once per finished call (one
-    ``call_soon_threadsafe`` each). Here a finished call is appended to a
-    deque, and only the first of a burst schedules a drain on the loop, which
-    then settles every result that arrived meanwhile: under load, one wake-up
-    serves many submits. Threads start lazily, up to ``size``.
+    A thread hand-off costs a wake-up and, on a busy core, a wait for the GIL;
+    for a function that runs in microseconds that is most of its cost. So:
+
+    - Calls go into a shared deque. A burst of calls in one loop iteration wakes
+      at most one worker (once the iteration is over, in ``_flush``), and no
+      worker while one is active: an active worker takes the next call from the
+      deque itself when it finishes one. A trivial function's burst is run by
+      one worker in one go.
+    - A call must not wait behind a slow (blocking) one: while calls are
+      pending the loop checks every ``stall`` seconds whether any call was
+      taken since the last check, and if none was (every active worker is
+      stuck), wakes idle workers, starting threads up to ``size``, for all of
+      them. So a blocked worker delays the calls behind it by at most about
+      ``stall`` and ``size`` blocking calls still run at once.
+    - A finished call's result goes into a deque; only the first of a burst
+      schedules a drain on the loop, which settles every result that arrived
+      meanwhile: one loop wake-up serves many submits.
     """
 
-    def __init__(self, size: int, name: str = "tether-fn") -> None:
+    def __init__(self, size: int, name: str = "tether-fn", stall: float = 0.002) -> None:
         self.size = size
         self.name = name
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.stall = stall
+        self._pending: deque[tuple[asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]]] = (
+            deque()
+        )
+        self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self._done: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
         self._lock = threading.Lock()
         self._drain_scheduled = False
+        self._flush_scheduled = False
+        self._check: asyncio.TimerHandle | None = None
         self._threads: list[threading.Thread] = []
-        self._idle = 0
+        self._idle = 0  # workers waiting for a wake-up (not yet woken)
+        self._active = 0  # workers taking calls from the deque
+        self._taken = 0  # calls taken so far (the stall check compares it)
+        self._taken_seen = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
@@ -54,44 +75,100 @@ class BatchPool:
         """Run ``fn(*args)`` in a worker thread; the future completes on the loop."""
         if self._closed:
             raise RuntimeError("the pool is shut down")
-        loop = self._loop = self._loop or asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((future, fn, args))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        """After a loop iteration's calls are queued: wake a worker if none is active."""
+        self._flush_scheduled = False
+        if not self._pending or self._closed:
+            return
         with self._lock:
-            start = self._idle == 0 and len(self._threads) < self.size
-            if not start:
-                self._idle -= 1 if self._idle else 0
-        self._jobs.put((future, fn, args))
-        if start:
+            wake = self._active == 0
+        if wake:
+            self._wake_workers(1)
+        if self._check is None and self._loop is not None:
+            self._taken_seen = self._taken
+            self._check = self._loop.call_later(self.stall, self._check_stalled)
+
+    def _check_stalled(self) -> None:
+        self._check = None
+        if not self._pending or self._closed:
+            return
+        if self._taken == self._taken_seen:
+            # Nothing was taken for a whole period: the active workers are busy
+            # with slow calls. Put a worker on every pending call we can.
+            self._wake_workers(len(self._pending))
+        self._taken_seen = self._taken
+        assert self._loop is not None
+        self._check = self._loop.call_later(self.stall, self._check_stalled)
+
+    def _wake_workers(self, wanted: int) -> None:
+        with self._lock:
+            woken = min(wanted, self._idle)
+            self._idle -= woken
+            self._active += woken
+            started = min(wanted - woken, self.size - len(self._threads))
+            self._active += started
+        for _ in range(woken):
+            self._wake.put(True)
+        for _ in range(started):
             thread = threading.Thread(
                 target=self._work, name=f"{self.name}_{len(self._threads)}", daemon=True
             )
             self._threads.append(thread)
             thread.start()
-        return future
 
     def _work(self) -> None:
-        jobs = self._jobs
+        pending = self._pending
+        lock = self._lock
         while True:
-            job = jobs.get()
-            if job is None:
-                return
-            future, fn, args = job
-            result: Any = None
-            error: BaseException | None = None
-            if not future.cancelled():
+            # Active (counted by whoever woke us): take calls until none is left.
+            while True:
                 try:
-                    result = fn(*args)
-                except BaseException as exc:
-                    error = exc
-            with self._lock:
-                self._done.append((future, result, error))
-                schedule = not self._drain_scheduled
-                self._drain_scheduled = True
+                    future, fn, args = pending.popleft()
+                except IndexError:
+                    with lock:
+                        self._active -= 1
+                    # A call queued just before that decrement found us active
+                    # and woke nobody: look once more.
+                    if not pending:
+                        break
+                    with lock:
+                        self._active += 1
+                    continue
+                self._taken += 1
+                result: Any = None
+                error: BaseException | None = None
+                if not future.cancelled():
+                    try:
+                        result = fn(*args)
+                    except BaseException as exc:
+                        error = exc
+                self._hand_back(future, result, error)
+                del future, fn, args, result, error
+            with lock:
                 self._idle += 1
-            if schedule and self._loop is not None:
-                with contextlib.suppress(RuntimeError):  # the loop is closed
-                    self._loop.call_soon_threadsafe(self._drain)
-            del job, future, fn, args, result, error
+            if not self._wake.get():
+                return  # shutdown
+
+    def _hand_back(
+        self, future: asyncio.Future[Any], result: Any, error: BaseException | None
+    ) -> None:
+        with self._lock:
+            self._done.append((future, result, error))
+            schedule = not self._drain_scheduled
+            self._drain_scheduled = True
+        if schedule and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                self._loop.call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:
         with self._lock:
@@ -108,8 +185,11 @@ class BatchPool:
 
     def shutdown(self) -> None:
         self._closed = True
+        if self._check is not None:
+            self._check.cancel()
+            self._check = None
         for _ in self._threads:
-            self._jobs.put(None)
+            self._wake.put(False)
 
 
 class Runner:
@@ -124,14 +204,15 @@ class Runner:
             max_workers=settings.thread_pool_size, thread_name_prefix="tether-hook"
         )
 
-    async def call(self, function: Function, args: list[Any]) -> Any:
-        """Call ``function`` with the full argument list (public inputs and state)."""
+    def call(self, function: Function, args: list[Any]) -> Awaitable[Any]:
+        """Call ``function`` with the full argument list (public inputs and state);
+        await the result. (Not a coroutine itself: one less per submit.)"""
         if function.is_async:
-            return await function.fn(*args)
+            return function.fn(*args)  # type: ignore[no-any-return]
         # Copy the context so that context variables set for this submit
         # (the session, the client) are visible inside the worker thread.
         ctx = contextvars.copy_context()
-        return await self.workers.run(ctx.run, function.fn, *args)
+        return self.workers.run(ctx.run, function.fn, *args)
 
     async def stream(self, function: Function, args: list[Any]) -> AsyncIterator[Any]:
         """Iterate a generator function: async ones on the loop, sync ones step by step

@@ -481,12 +481,17 @@ class Session:
                     snapshots.append((slot, copy_value(value)))
         _current.set(Context(self, id))
         try:
-            async with asyncio.timeout(function.timeout):
-                if function.streams:
-                    outputs, new_states = await self._stream(id, function, full)
-                else:
-                    returned = await self._runner.call(function, full)
-                    outputs, new_states = function.split_outputs(returned)
+            call = (
+                self._stream(id, function, full)
+                if function.streams
+                else self._runner.call(function, full)
+            )
+            if function.timeout is None:
+                returned = await call
+            else:
+                async with asyncio.timeout(function.timeout):
+                    returned = await call
+            outputs, new_states = returned if function.streams else function.split_outputs(returned)
             frame = self._encode_outputs(id, function, outputs, partial=False)
         except asyncio.CancelledError:
             # A sync function may still be running in its thread; it keeps the

@@ -161,6 +161,23 @@ class Settings:
         "the TCP connection.",
         5.0,
     )
+    listen_backlog: int = _doc(
+        "Connections the kernel queues before the server accepts them (capped by "
+        "`net.core.somaxconn`); too small, and a burst of connects is refused or retried.",
+        2048,
+    )
+    gc_young_threshold: int = _doc(
+        "Allocations between collections of the cyclic garbage collector's youngest "
+        "generation (Python's default is 700; each submit allocates dozens of objects). "
+        "0 leaves the interpreter's setting alone.",
+        10000,
+    )
+    gc_freeze: bool = _doc(
+        "Once started, move every object that exists then out of the cyclic garbage "
+        "collector's reach (`gc.freeze()`), so that full collections walk only what "
+        "serving creates.",
+        True,
+    )
     shutdown_timeout: float = _doc(
         "On shutdown, how long running submits may take to finish before they are cancelled.",
         10.0,
@@ -173,6 +190,8 @@ class Settings:
                 raise SettingsError(f"{f.name} must not be negative (got {value})")
         if self.max_message_size < 1024:
             raise SettingsError("max_message_size must be at least 1024 bytes")
+        if self.listen_backlog < 1:
+            raise SettingsError("listen_backlog must be at least 1")
         if self.thread_pool_size < 1:
             raise SettingsError("thread_pool_size must be at least 1")
         if self.send_queue_messages < 1 or self.send_queue_bytes < 1:

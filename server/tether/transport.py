@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import logging
 import os
 import re
 import signal
+import struct
 from collections import deque
 from collections.abc import Callable
 from importlib import resources
@@ -40,6 +42,23 @@ _BINARY_REFUSED = encode_error(
 )
 
 
+# Above this many bytes waiting in the socket's buffer, frames queue instead of
+# being written at once (the writer then waits for the socket to drain).
+_DIRECT_LIMIT = 64 * 1024
+_COPY_LIMIT = 16 * 1024
+_LEN2 = struct.Struct("!BBH").pack
+_LEN3 = struct.Struct("!BBQ").pack
+
+
+def _frame_header(length: int) -> bytes:
+    """The header of an unmasked, final text frame of ``length`` bytes."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return _LEN2(0x81, 126, length)
+    return _LEN3(0x81, 127, length)
+
+
 def static_dir() -> Path:
     """Where the browser client lives: next to the source tree, or inside the wheel."""
     source = Path(__file__).resolve().parents[2] / "client_static"
@@ -49,12 +68,36 @@ def static_dir() -> Path:
 
 
 class Connection:
-    """One WebSocket's outgoing side: a bounded queue drained by a writer task.
+    """One WebSocket's outgoing side: direct writes, and a bounded queue when the
+    peer is behind.
+
+    While the socket keeps up, ``send`` writes the frame into the transport at
+    once (RFC 6455 framing: a server's frames are unmasked), which costs no
+    task wake-up per frame and no task per idle connection. When the
+    transport's buffer is over ``_DIRECT_LIMIT`` bytes (or compression is on),
+    frames queue and a writer task, started then and gone once the queue is
+    empty, sends them through aiohttp, which waits for the socket to drain.
 
     ``send`` never blocks and never grows memory without bound: when the
     queue is over its message or byte limit the peer is not keeping up, and
     the connection is closed with 4008 (slow consumer).
     """
+
+    __slots__ = (
+        "_bytes",
+        "_close_timeout",
+        "_closer",
+        "_direct",
+        "_max_bytes",
+        "_max_messages",
+        "_queue",
+        "_transport",
+        "_writer",
+        "closed",
+        "closed_by_server",
+        "requested_close",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -64,20 +107,36 @@ class Connection:
     ) -> None:
         self.ws = ws
         self._transport = transport
+        # Compressed frames carry compressor state: they must go through aiohttp.
+        self._direct = transport is not None and not settings.compression
         self._close_timeout = settings.close_timeout
         self._max_messages = settings.send_queue_messages
         self._max_bytes = settings.send_queue_bytes
         self._queue: deque[bytes] = deque()
         self._bytes = 0
         self._closer: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
         self.requested_close: tuple[int, str] | None = None
         self.closed_by_server = False
-        self._wake = asyncio.Event()
         self.closed = False
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def send(self, frame: bytes) -> None:
         if self.closed:
+            return
+        transport = self._transport
+        if (
+            self._direct
+            and not self._queue
+            and transport is not None
+            and transport.get_write_buffer_size() <= _DIRECT_LIMIT
+        ):
+            if self.ws.closed or transport.is_closing():
+                self.closed = True  # the read loop sees the end and ends the session
+                return
+            if len(frame) < _COPY_LIMIT:
+                transport.write(_frame_header(len(frame)) + frame)
+            else:  # not worth a copy of the frame
+                transport.writelines((_frame_header(len(frame)), frame))
             return
         if len(self._queue) >= self._max_messages or self._bytes + len(frame) > self._max_bytes:
             log.warning("closing a slow consumer: its send queue is full")
@@ -85,27 +144,26 @@ class Connection:
             return
         self._queue.append(frame)
         self._bytes += len(frame)
-        self._wake.set()
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     async def _write_loop(self) -> None:
         ws = self.ws
         queue = self._queue
         try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while queue:
-                    frame = queue.popleft()
-                    if not frame:
-                        return
-                    self._bytes -= len(frame)
-                    await ws.send_frame(frame, WSMsgType.TEXT)
-                    # Do not keep the last frame alive while idle (the welcome
-                    # alone is kilobytes per session).
-                    del frame
+            while queue:
+                frame = queue.popleft()
+                if not frame:
+                    return  # the close sentinel
+                self._bytes -= len(frame)
+                await ws.send_frame(frame, WSMsgType.TEXT)
+                # Do not keep the last frame alive while waiting.
+                del frame
         except (ConnectionError, RuntimeError):
             # The peer went away; the read loop sees it and ends the session.
             self.closed = True
+        finally:
+            self._writer = None
 
     def request_close(self, code: int, reason: str) -> None:
         """Ask the connection's handler to close after the current message (from the
@@ -115,7 +173,8 @@ class Connection:
 
     def stop_writer(self) -> None:
         """The socket is gone: stop the writer task and drop what is queued."""
-        self._writer.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
         self._queue.clear()
         self._bytes = 0
 
@@ -126,7 +185,8 @@ class Connection:
         self.closed = True
         self._queue.clear()
         self._bytes = 0
-        self._writer.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
@@ -172,15 +232,17 @@ class Connection:
             await asyncio.wait({self._closer}, timeout=limit)
 
     async def _flush_and_close(self, code: int, reason: str, grace: float) -> None:
-        if not self.closed:
-            self.closed = True
+        writer = self._writer
+        if not self.closed and writer is not None:
+            # Frames are queued (the peer is behind): let the writer send them.
             self._queue.append(b"")  # sentinel: the writer stops when it reaches it
-            self._wake.set()
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._writer), grace)
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+                await asyncio.wait_for(asyncio.shield(writer), grace)
+        self.closed = True
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
         await self._close(code, reason)
 
 
@@ -549,6 +611,11 @@ async def serve(
 ) -> None:
     """Serve ``app`` until ``stop`` is set, SIGINT or SIGTERM; then shut down gracefully."""
     server = Server(app, settings)
+    settings = server.settings
+    if settings.gc_young_threshold:
+        _, older, oldest = gc.get_threshold()
+        gc.set_threshold(settings.gc_young_threshold, older, oldest)
+    raise_open_files_limit(settings.max_connections)
     runner = web.AppRunner(
         server.web,
         handle_signals=False,
@@ -557,8 +624,20 @@ async def serve(
         shutdown_timeout=server.settings.shutdown_timeout + 5,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None)
+    site = web.TCPSite(
+        runner,
+        host,
+        port,
+        reuse_address=True,
+        reuse_port=reuse_port or None,
+        backlog=settings.listen_backlog,
+    )
     await site.start()
+    if settings.gc_freeze and gc.get_freeze_count() == 0:
+        # Modules, the app and the server are here for good: keep full
+        # collections from walking them again and again. (Once per process.)
+        gc.collect()
+        gc.freeze()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
@@ -579,6 +658,31 @@ async def serve(
         for sig in installed:
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+
+
+def raise_open_files_limit(connections: int) -> int:
+    """Raise this process's soft limit on open files towards ``connections`` (plus
+    room for everything else), as far as the hard limit allows; return the limit."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if wanted > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    if soft < connections:
+        log.warning(
+            "the open-files limit (%d) is below max_connections (%d): connections beyond "
+            "it will fail; raise the hard limit (ulimit -Hn) or lower max_connections",
+            soft,
+            connections,
+        )
+    return int(soft)
 
 
 def app_namespace(title: str) -> str:
