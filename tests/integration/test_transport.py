@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,87 @@ async def test_the_index_page_and_static_files_are_served(serve_app):
             assert resp.status == 200
         async with http.get(srv.url + "/static/../pyproject.toml") as resp:
             assert resp.status in (403, 404)
+
+
+def stream_app() -> App:
+    app = App("stream")
+
+    @app.function(inputs=["number", "number"], outputs="text")
+    def stream(count, size):
+        """Yield ``count`` texts of ``size`` bytes, numbered."""
+        for i in range(int(count)):
+            yield f"{i}:" + "x" * int(size)
+
+    return app
+
+
+async def submit_stream(
+    ws: aiohttp.ClientWebSocketResponse, id: int, count: int, size: int
+) -> None:
+    await ws.send_str(
+        orjson.dumps({"type": "submit", "id": id, "fn": "stream", "data": [count, size]}).decode()
+    )
+
+
+async def test_a_reader_that_falls_behind_gets_every_frame_in_order_then_direct_writes_resume(
+    serve_app,
+):
+    # 300 frames of 32 KiB: more than the client's and the kernel's buffers hold, so
+    # the server's frames queue behind a writer task until the client reads again.
+    srv = serve_app(stream_app())
+
+    def connection() -> Any:
+        (conn,) = srv.server._connections.values()
+        return conn
+
+    async with aiohttp.ClientSession() as http:
+        ws = await open_ws(srv, http)
+        await submit_stream(ws, 1, 300, 32768)
+        for _ in range(400):
+            if srv.call(lambda: connection()._writer is not None):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the server never queued a frame for the stalled reader")
+        seen = []
+        while True:
+            msg = await receive(ws)
+            if msg["type"] == "result":
+                break
+            assert msg["type"] == "partial", msg
+            seen.append(int(msg["data"][0].split(":")[0]))
+        assert seen == list(range(300))
+        assert msg["data"][0].startswith("299:")
+        for _ in range(200):
+            if srv.call(lambda: connection()._writer is None):
+                break
+            await asyncio.sleep(0.05)
+        assert srv.call(lambda: connection()._writer is None)
+        await submit_stream(ws, 2, 2, 10)
+        frames = [await receive(ws) for _ in range(3)]
+        assert [f["type"] for f in frames] == ["partial", "partial", "result"]
+        assert srv.call(lambda: connection()._writer is None)  # written directly
+        await ws.close()
+
+
+async def test_with_compression_on_frames_go_through_aiohttp_compressed(serve_app):
+    srv = serve_app(stream_app(), compression=True)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(srv.ws_url, compress=15)
+        assert ws.compress == 15  # permessage-deflate was negotiated
+        assert (await receive(ws))["type"] == "welcome"
+        await submit_stream(ws, 1, 20, 50000)
+        frames = [await receive(ws) for _ in range(21)]
+        assert [f["type"] for f in frames] == ["partial"] * 20 + ["result"]
+        assert [int(f["data"][0].split(":")[0]) for f in frames[:20]] == list(range(20))
+        await ws.close()
+
+
+def test_the_listening_socket_has_the_configured_backlog(serve_app):
+    srv = serve_app(echo_app(), listen_backlog=777)
+    out = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{srv.port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    # For a listening socket, ss's Send-Q column is its backlog.
+    assert int(out[2]) == min(777, somaxconn), out
