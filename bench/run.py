@@ -1,7 +1,8 @@
 """tether's benchmark: one command, figures as ratios against a bare baseline.
 
-    python bench/run.py            # the full run (`make bench`), a few minutes
-    python bench/run.py --quick    # tiny sizes, a few seconds (the smoke test)
+    python bench/run.py                    # the full run (`make bench`), a few minutes
+    python bench/run.py --quick            # tiny sizes, a few seconds (the smoke test)
+    python bench/run.py --only fanout,wire # some sections only (not for the README)
 
 Sections:
 
@@ -13,11 +14,13 @@ Sections:
   the other. Medians over rounds.
 - memory: idle memory per session: RSS growth of the server process divided
   by the number of open, idle sessions.
-- cold start: ``tether demo`` until ``/healthz`` answers; ``import tether``.
-
-Not measured yet (they need protocol features still being built): topic
-fan-out to many subscribers, and the bytes a delta update saves over a full
-one. Each would be one more section function here.
+- fanout: one publish to N subscribers (10,000; each its own session, held
+  by processes on the generator core), from the submit that publishes until
+  the last subscriber's socket has the event; tether (``servers:fanout_app``)
+  against a bare aiohttp + uvloop fan-out, in alternating rounds.
+- wire: the bytes of the demo ``chat``'s reply at turns 1, 100 and 1000 of
+  one conversation, with and without output deltas (``/ws?deltas=1``).
+- cold_start: ``tether demo`` until ``/healthz`` answers; ``import tether``.
 
 Results go to ``bench/results/<date>.json``; ``--update-readme`` also
 rewrites the summary in ``bench/README.md``.
@@ -33,7 +36,9 @@ import importlib.metadata
 import os
 import platform
 import resource
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -66,6 +71,9 @@ def sizes(quick: bool) -> dict[str, Any]:
             "sessions": [20, 100],
             "cold_repeats": 1,
             "settle": 0.1,
+            "subscribers": 50,
+            "fanout_rounds": 2,
+            "wire_turns": [1, 10],
         }
     return {
         "rounds": 3,
@@ -75,6 +83,9 @@ def sizes(quick: bool) -> dict[str, Any]:
         "sessions": [5000, 20000],
         "cold_repeats": 5,
         "settle": 1.0,
+        "subscribers": 10000,
+        "fanout_rounds": 5,
+        "wire_turns": [1, 100, 1000],
     }
 
 
@@ -204,12 +215,16 @@ async def _hold(url: str, count: int) -> None:
             await ws.close()
 
 
-def hold_sessions(url: str, count: int, procs: int) -> list[subprocess.Popen[str]]:
+def hold_sessions(
+    url: str, count: int, procs: int, mode: str = "--hold"
+) -> list[subprocess.Popen[str]]:
+    """Start ``procs`` holder processes (``--hold``: idle sessions, ``--subscribe``:
+    subscribers) with ``count`` sessions between them; return once all are open."""
     holders = []
     shares = [count // procs + (1 if k < count % procs else 0) for k in range(procs)]
     for share in shares:
         holder = subprocess.Popen(
-            [sys.executable, __file__, "--hold", url, str(share)],
+            [sys.executable, __file__, mode, url, str(share)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -266,6 +281,351 @@ def memory(size: dict[str, Any], kinds: list[str], fd_limit: int) -> dict[str, A
             release(holders)
             server.stop()
     return out
+
+
+# -- fan-out ----------------------------------------------------------------------------
+
+# When did a subscriber get the event? The holder processes cannot say by reading
+# the clock when they read it: all of them share one core, which reads some 90,000
+# events/s, and then their backlog, not the server, would be what is measured. So
+# they ask the kernel to stamp every packet as it enters the subscriber socket
+# (SO_TIMESTAMPNS: on loopback, that is during the server's write) and read the
+# stamps with the data. The stamps are CLOCK_REALTIME, the submit that publishes is
+# timed with time.time() (the same clock) in the main process: this compares clock
+# readings of different processes and of the kernel, which is valid because the
+# clock is system-wide on Linux. (An NTP step in the middle of a round would make
+# that round an outlier; rounds last well under a second.)
+# Linux's SO_TIMESTAMPNS (asm-generic: x86-64, arm64): a struct timespec, on 64-bit
+# systems two 64-bit integers. Where setting it fails, a holder uses its read times.
+SO_TIMESTAMPNS = 35
+SUBSCRIBERS_PER_HOLDER = 2500
+FANOUT_WAIT = 30.0  # seconds a holder waits for every subscriber's copy of one event
+CONNECT_BATCH = 100  # connects in flight at once (the servers' listen backlog is 128)
+
+
+class _Subscriber:
+    """One subscriber on a minimal WebSocket client over a non-blocking socket (RFC 6455,
+    unfragmented frames, no extensions): aiohttp's client hides the packets' stamps."""
+
+    def __init__(self, sock: socket.socket, on_event: Any) -> None:
+        self.sock = sock
+        self.on_event = on_event
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def send(self, payload: bytes, opcode: int = 0x1) -> None:
+        """One masked frame (a client must mask) of under 64 KiB; ours are tiny, so
+        the socket's buffer always has room."""
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes((0x80 | opcode, 0x80 | n)) if n < 126 else bytes((0x80 | opcode, 0xFE))
+        size = n.to_bytes(2, "big") if n >= 126 else b""
+        body = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+        with contextlib.suppress(OSError):
+            self.sock.send(head + size + mask + body)
+
+    def readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(1 << 16, socket.CMSG_SPACE(16))
+        except BlockingIOError:
+            return
+        except OSError:
+            data, ancillary = b"", []
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.messages.put_nowait({"type": "connection lost"})
+            return
+        stamp = None
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                seconds, nanoseconds = struct.unpack("qq", value[:16])
+                stamp = seconds + nanoseconds / 1e9
+        buf = self.buffer
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(buf[: buf.find(b"\r\n")])
+            if not status.startswith(b"HTTP/1.1 101"):
+                self.messages.put_nowait({"type": "refused", "status": status.decode()})
+                return
+            del buf[: end + 4]
+            self.upgraded = True
+        while len(buf) >= 2:
+            n, start = buf[1] & 0x7F, 2  # frames from a server are not masked
+            if n >= 126:
+                start = 4 if n == 126 else 10
+                if len(buf) < start:
+                    return
+                n = int.from_bytes(buf[2:start], "big")
+            if len(buf) < start + n:
+                return
+            opcode, payload = buf[0] & 0x0F, bytes(buf[start : start + n])
+            del buf[: start + n]
+            if opcode == 0x1:
+                message = orjson.loads(payload)
+                if message["type"] == "event":
+                    self.on_event(message["data"]["round"], stamp)
+                else:
+                    self.messages.put_nowait(message)
+            elif opcode == 0x9:  # ping: answer it, or the server drops the connection
+                self.send(payload, 0xA)
+
+    def close(self) -> None:
+        """Close with 1000, so that tether ends the session at once (after a bare TCP
+        close it would keep the session for a resume)."""
+        with contextlib.suppress(OSError, ValueError):
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.send((1000).to_bytes(2, "big"), 0x8)
+        self.sock.close()
+
+
+async def _subscribe(url: str, on_event: Any) -> _Subscriber:
+    """Open a session on the minimal client and subscribe it to the fan-out topic."""
+    import base64
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    host, port = where.hostname or "127.0.0.1", where.port or 80
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, (host, port))
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {where.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await loop.sock_sendall(sock, request.encode())
+    except BaseException:
+        sock.close()
+        raise
+    sub = _Subscriber(sock, on_event)
+    loop.add_reader(sock.fileno(), sub.readable)
+    welcome = await sub.messages.get()
+    sub.send(orjson.dumps({"type": "subscribe", "topic": servers.FANOUT_TOPIC}))
+    reply = await sub.messages.get()
+    if welcome["type"] != "welcome" or reply["type"] != "subscribed":
+        sub.close()
+        raise RuntimeError(f"subscribing failed: {welcome!r:.100} then {reply!r:.100}")
+    return sub
+
+
+async def _hold_subscribers(url: str, count: int) -> None:
+    """Hold ``count`` subscribed sessions and say ``ready``. Then, for every line
+    ``report R`` on stdin, wait until each has received the event of round R (or
+    ``FANOUT_WAIT`` seconds) and print a JSON line with their arrival times: the
+    kernel's stamps, or, for a packet that came without one, when it was read.
+    Ends when stdin closes."""
+    arrivals: dict[int, list[float]] = {}
+    unstamped: dict[int, int] = {}
+    complete: dict[int, asyncio.Event] = {}
+
+    def on_event(round: int, stamp: float | None) -> None:
+        times = arrivals.setdefault(round, [])
+        if stamp is None:
+            stamp = time.time()
+            unstamped[round] = unstamped.get(round, 0) + 1
+        times.append(stamp)
+        if len(times) == count:
+            complete.setdefault(round, asyncio.Event()).set()
+
+    subs: list[_Subscriber] = []
+    for start in range(0, count, CONNECT_BATCH):
+        n = min(CONNECT_BATCH, count - start)
+        subs += await asyncio.gather(*(_subscribe(url, on_event) for _ in range(n)))
+    loop = asyncio.get_running_loop()
+    print(f"ready {len(subs)}", flush=True)
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        round = int(line.split()[1])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(complete.setdefault(round, asyncio.Event()).wait(), FANOUT_WAIT)
+        times = arrivals.pop(round, [])
+        report = {"round": round, "times": times, "unstamped": unstamped.pop(round, 0)}
+        print(orjson.dumps(report).decode(), flush=True)
+        complete.pop(round, None)
+    for sub in subs:
+        sub.close()
+
+
+def _report(holder: subprocess.Popen[str], round: int) -> dict[str, Any]:
+    assert holder.stdin is not None and holder.stdout is not None
+    holder.stdin.write(f"report {round}\n")
+    holder.stdin.flush()
+    line = holder.stdout.readline()
+    if not line:
+        raise RuntimeError(f"a subscriber holder exited with {holder.wait()}")
+    report: dict[str, Any] = orjson.loads(line)
+    return report
+
+
+async def _fanout_rounds(
+    running: dict[str, servers.Running],
+    holders: dict[str, list[subprocess.Popen[str]]],
+    subscribers: int,
+    rounds: int,
+) -> list[dict[str, Any]]:
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    kinds = list(running)
+    rows = []
+    async with aiohttp.ClientSession() as http:
+        submitters = {kind: await http.ws_connect(running[kind].url) for kind in kinds}
+        for ws in submitters.values():
+            await ws.receive()  # the welcome
+        for r in range(rounds):
+            shift = r % len(kinds)
+            for kind in kinds[shift:] + kinds[:shift]:
+                ws = submitters[kind]
+                submit = {
+                    "type": "submit", "id": r, "fn": "publish",
+                    "data": [{"round": r, "top": [98, 75, 60]}],
+                }  # fmt: skip
+                frame = orjson.dumps(submit).decode()
+                t0 = time.time()  # the clock of the kernel's stamps (see above)
+                await ws.send_str(frame)
+                reply = orjson.loads((await ws.receive()).data)
+                if reply.get("type") != "result":
+                    raise RuntimeError(f"{kind}: the publishing submit got {reply!r:.200}")
+                reports = await asyncio.gather(
+                    *(loop.run_in_executor(None, _report, h, r) for h in holders[kind])
+                )
+                delays = sorted(t - t0 for rep in reports for t in rep["times"])
+                if not delays:
+                    raise RuntimeError(f"{kind}: no subscriber got the event in {FANOUT_WAIT} s")
+                row = {
+                    "server": kind,
+                    "round": r,
+                    "subscribers": subscribers,
+                    "received": len(delays),
+                    "unstamped": sum(rep["unstamped"] for rep in reports),
+                    "first_ms": round(1000 * delays[0], 3),
+                    "median_ms": round(1000 * statistics.median(delays), 3),
+                    "last_ms": round(1000 * delays[-1], 3),
+                    "deliveries_per_s": round(len(delays) / delays[-1], 1),
+                }
+                rows.append(row)
+                log(
+                    f"fan-out round {r + 1}/{rounds}  {kind:16} {len(delays)}/{subscribers} "
+                    f"subscribers: median {row['median_ms']:.1f} ms, last {row['last_ms']:.1f} ms, "
+                    f"{row['deliveries_per_s']:.0f} deliveries/s"
+                )
+                await asyncio.sleep(0.2)  # let the holders and the server go idle
+        for ws in submitters.values():
+            await ws.close()
+    return rows
+
+
+def summarize_fanout(rows: list[dict[str, Any]], kinds: list[str]) -> list[dict[str, Any]]:
+    """Medians over rounds per server, and deliveries/s divided by the baseline's."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind in kinds:
+        mine = [r for r in rows if r["server"] == kind]
+        if not mine:
+            continue
+        n = mine[0]["subscribers"]
+        last = statistics.median(r["last_ms"] for r in mine)
+        out[kind] = {
+            "server": kind,
+            "subscribers": n,
+            "first_ms": round(statistics.median(r["first_ms"] for r in mine), 3),
+            "median_ms": round(statistics.median(r["median_ms"] for r in mine), 3),
+            "last_ms": round(last, 3),
+            "last_ms_range": [min(r["last_ms"] for r in mine), max(r["last_ms"] for r in mine)],
+            "deliveries_per_s": round(n / (last / 1000), 1),
+            "missed": sum(n - r["received"] for r in mine),
+            "unstamped": sum(r["unstamped"] for r in mine),
+        }
+    base = out.get("baseline-fanout")
+    for entry in out.values():
+        if base and base["deliveries_per_s"] > 0:
+            entry["vs_baseline"] = round(entry["deliveries_per_s"] / base["deliveries_per_s"], 3)
+    return list(out.values())
+
+
+def fanout(size: dict[str, Any], fd_limit: int) -> dict[str, Any]:
+    """One publish to N subscribers: the time until the last of them has it."""
+    requested = size["subscribers"]
+    # The server needs a descriptor per subscriber plus a few of its own (the
+    # holders are other processes, each with its own limit).
+    n = min(requested, fd_limit - 100)
+    per_holder = min(SUBSCRIBERS_PER_HOLDER, fd_limit - 100)
+    procs = -(-n // per_holder)
+    kinds = ["baseline-fanout", "tether-fanout"]
+    running: dict[str, servers.Running] = {}
+    holders: dict[str, list[subprocess.Popen[str]]] = {}
+    try:
+        for kind in kinds:
+            running[kind] = servers.start(kind)
+            t0 = time.monotonic()
+            holders[kind] = hold_sessions(running[kind].url, n, procs, "--subscribe")
+            log(f"fan-out {kind}: {n} subscribers in {time.monotonic() - t0:.1f} s")
+        rows = asyncio.run(_fanout_rounds(running, holders, n, size["fanout_rounds"]))
+    finally:
+        for group in holders.values():
+            release(group)
+        for server in running.values():
+            server.stop()
+    return {
+        "requested": requested,
+        "subscribers": n,
+        "holder_processes": procs,
+        "rounds": size["fanout_rounds"],
+        "rows": rows,
+        "summary": summarize_fanout(rows, kinds),
+    }
+
+
+# -- wire bytes ------------------------------------------------------------------------------
+
+
+async def _reply_sizes(url: str, turns: int, deltas: bool) -> list[int]:
+    """The payload bytes of each chat reply (its `result` frame) on one new session."""
+    import aiohttp
+
+    out = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, decode_text=False) as ws:
+        welcome = orjson.loads((await ws.receive()).data)
+        if welcome.get("deltas") is not deltas:
+            raise RuntimeError(f"asked for deltas={deltas}, the welcome says {welcome!r:.200}")
+        for turn in range(turns):
+            submit = {"type": "submit", "id": turn, "fn": "chat", "data": [f"message {turn}"]}
+            await ws.send_str(orjson.dumps(submit).decode())
+            msg = await ws.receive()
+            if orjson.loads(msg.data).get("type") != "result":
+                raise RuntimeError(f"turn {turn + 1}: {msg.data!r:.200}")
+            out.append(len(msg.data))
+    return out
+
+
+def wire(size: dict[str, Any]) -> dict[str, Any]:
+    """Bytes per chat reply at some turns of one conversation, with and without deltas."""
+    turns = size["wire_turns"]
+    with servers.running("tether-sync") as url:
+        full = asyncio.run(_reply_sizes(url, max(turns), deltas=False))
+        delta = asyncio.run(_reply_sizes(url + "?deltas=1", max(turns), deltas=True))
+    rows = [
+        {
+            "turn": t,
+            "full_bytes": full[t - 1],
+            "delta_bytes": delta[t - 1],
+            "delta_vs_full": round(delta[t - 1] / full[t - 1], 4),
+        }
+        for t in turns
+    ]
+    for row in rows:
+        log(
+            f"wire: turn {row['turn']:>5}: {row['full_bytes']} bytes, with deltas "
+            f"{row['delta_bytes']} ({row['delta_vs_full']:.3f})"
+        )
+    return {"rows": rows}
 
 
 # -- cold start ------------------------------------------------------------------------
@@ -345,13 +705,26 @@ def versions() -> dict[str, str]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    m, v, size = results["machine"], results["versions"], results["sizes"]
+    """The summary of a run (the results block of bench/README.md); a section the run
+    did not include (``--only``, or an older results file) is left out."""
+    m, v = results["machine"], results["versions"]
+    only = results.get("sections")
+    kind = ("quick" if results["quick"] else "full") + (f", only {', '.join(only)}" if only else "")
     lines = [
-        f"Run of {results['date']} ({'quick' if results['quick'] else 'full'}): "
+        f"Run of {results['date']} ({kind}): "
         f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['system']} {m['kernel']}; "
         + ", ".join(f"{k} {val}" for k, val in v.items())
         + ".",
-        "",
+    ]
+    for section, render in RENDERERS.items():
+        if section in results:
+            lines += ["", *render(results)]
+    return "\n".join(lines)
+
+
+def _throughput_md(results: dict[str, Any]) -> list[str]:
+    size = results["sizes"]
+    lines = [
         f"Throughput: `tether loadtest --scenario chat --turns {size['turns']}` (closed loop, "
         f"one generator process), {size['seconds']:g} s per row, median of "
         f"{size['rounds']} alternating round(s). Ratios are submits/s of the row divided by "
@@ -374,8 +747,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"{low:.0f}..{high:.0f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | "
             f"{e.get('vs_baseline-inline', '')} | {e.get('vs_baseline-executor', '')} |"
         )
+    return lines
+
+
+def _memory_md(results: dict[str, Any]) -> list[str]:
     mem = results["memory"]
-    lines += ["", "Idle memory per session (server RSS growth / sessions):", ""]
+    lines = ["Idle memory per session (server RSS growth / sessions):", ""]
     lines += ["| server | " + " | ".join(f"{n} sessions" for n in mem["sessions"]) + " |"]
     lines += ["|---|" + "---:|" * len(mem["sessions"])]
     for kind, data in mem["servers"].items():
@@ -387,14 +764,79 @@ def markdown(results: dict[str, Any]) -> str:
             f"(Asked for {mem['requested']} sessions; the open-files limit of this machine "
             f"allowed {mem['sessions']}.)",
         ]
-    c = results["cold_start"]
-    lines += [
+    return lines
+
+
+def _fanout_md(results: dict[str, Any]) -> list[str]:
+    fan = results["fanout"]
+    lines = [
+        f"Fan-out: one submit whose function publishes one event to {fan['subscribers']} "
+        f"subscribers (each its own session, held by {fan['holder_processes']} process(es) "
+        f"on the generator core), median of {fan['rounds']} alternating round(s). Times run "
+        "from the submit leaving the client until the event's packet enters a subscriber's "
+        "socket (the kernel's receive stamp): to the first, the median and the last "
+        "subscriber. Deliveries/s is subscribers / the time to the last one, and the ratio "
+        "is that divided by the baseline's.",
         "",
+        "| server | subscribers | first ms | median ms | last ms | last: rounds min..max "
+        "| deliveries/s | ÷ baseline-fanout |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    kinds = list(dict.fromkeys(r["server"] for r in fan["rows"]))
+    for e in summarize_fanout(fan["rows"], kinds):
+        mark = f", {e['missed']} deliveries missed over the rounds" if e["missed"] else ""
+        if e.get("unstamped"):
+            mark += f", {e['unstamped']} times read by the holder, not stamped by the kernel"
+        low, high = e["last_ms_range"]
+        lines.append(
+            f"| {e['server']}{mark} | {e['subscribers']} | {e['first_ms']:.1f} | "
+            f"{e['median_ms']:.1f} | "
+            f"{e['last_ms']:.1f} | {low:.1f}..{high:.1f} | {e['deliveries_per_s']:.0f} | "
+            f"{e.get('vs_baseline', '')} |"
+        )
+    if fan["subscribers"] != fan["requested"]:
+        lines += [
+            "",
+            f"(Asked for {fan['requested']} subscribers; the open-files limit of this machine "
+            f"allowed {fan['subscribers']}.)",
+        ]
+    return lines
+
+
+def _wire_md(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "Wire bytes per chat reply (payload of the `result` frame of the demo's `chat`, "
+        "one conversation), without and with `/ws?deltas=1`:",
+        "",
+        "| turn | full bytes | delta bytes | delta ÷ full |",
+        "|---:|---:|---:|---:|",
+    ]
+    for row in results["wire"]["rows"]:
+        lines.append(
+            f"| {row['turn']} | {row['full_bytes']} | {row['delta_bytes']} | "
+            f"{row['delta_vs_full']:.3f} |"
+        )
+    return lines
+
+
+def _cold_start_md(results: dict[str, Any]) -> list[str]:
+    c = results["cold_start"]
+    return [
         f"Cold start (median): `tether demo` until /healthz answers {c['demo_healthz_ms']:.0f} ms; "
         f"`python -c 'import tether'` {c['import_tether_ms']:.0f} ms "
         f"(`python -c pass` {c['python_pass_ms']:.0f} ms).",
     ]
-    return "\n".join(lines)
+
+
+# The sections of a run, in the order they run and are shown.
+RENDERERS = {
+    "throughput": _throughput_md,
+    "memory": _memory_md,
+    "fanout": _fanout_md,
+    "wire": _wire_md,
+    "cold_start": _cold_start_md,
+}
+SECTIONS = list(RENDERERS)
 
 
 def update_readme(text: str) -> None:
@@ -407,6 +849,11 @@ def update_readme(text: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description="tether's benchmark")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    parser.add_argument(
+        "--only",
+        metavar="SECTION,...",
+        help=f"run only these sections, comma-separated: {', '.join(SECTIONS)}",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results directory")
     parser.add_argument("--update-readme", action="store_true", help="rewrite bench/README.md")
     parser.add_argument(
@@ -416,13 +863,17 @@ def main() -> int:
         help="only print (and with --update-readme, write) the summary of an earlier run",
     )
     parser.add_argument("--hold", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--subscribe", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     fd_limit = raise_open_files_limit()
-    if args.hold:
+    if args.hold or args.subscribe:
         import uvloop
 
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(_hold(args.hold[0], int(args.hold[1])))
+            if args.hold:
+                runner.run(_hold(args.hold[0], int(args.hold[1])))
+            else:
+                runner.run(_hold_subscribers(args.subscribe[0], int(args.subscribe[1])))
         return 0
 
     if args.render:
@@ -432,6 +883,14 @@ def main() -> int:
             update_readme(text)
         return 0
 
+    sections = SECTIONS
+    if args.only:
+        sections = [name.strip() for name in args.only.split(",") if name.strip()]
+        unknown = sorted(set(sections) - set(SECTIONS))
+        if unknown or not sections:
+            parser.error(f"--only: unknown section(s) {unknown}; choose from {SECTIONS}")
+        if args.update_readme:
+            parser.error("--update-readme takes a run of every section (leave out --only)")
     size = sizes(args.quick)
     date = dt.datetime.now(dt.UTC)
     results: dict[str, Any] = {
@@ -443,17 +902,29 @@ def main() -> int:
         "open_files_limit": fd_limit,
         "notes": [
             "The machine is shared with other work; figures are noisy.",
-            "Server pinned to one core, the load generator to the other.",
-            "Not yet measured: topic fan-out, delta-update bytes.",
+            "Servers pinned to one core; load generator and session holders to the other.",
+            "Fan-out times compare time.monotonic() across processes (system-wide on Linux).",
         ],
     }
-    kinds = [*BASELINES, *TETHERS]
-    results["throughput"] = throughput(size, kinds)
-    results["memory"] = memory(size, ["baseline-inline", "tether-sync"], fd_limit)
-    results["cold_start"] = cold_start(size)
+    if args.only:
+        results["sections"] = sections
+    for section in SECTIONS:  # always in this order, whatever the order given to --only
+        if section not in sections:
+            continue
+        if section == "throughput":
+            results["throughput"] = throughput(size, [*BASELINES, *TETHERS])
+        elif section == "memory":
+            results["memory"] = memory(size, ["baseline-inline", "tether-sync"], fd_limit)
+        elif section == "fanout":
+            results["fanout"] = fanout(size, fd_limit)
+        elif section == "wire":
+            results["wire"] = wire(size)
+        elif section == "cold_start":
+            results["cold_start"] = cold_start(size)
 
     args.out.mkdir(parents=True, exist_ok=True)
     name = date.strftime("%Y-%m-%d") + ("-quick" if args.quick else "")
+    name += "-only-" + "-".join(s for s in SECTIONS if s in sections) if args.only else ""
     path = args.out / f"{name}.json"
     path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     text = markdown(results)

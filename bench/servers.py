@@ -7,11 +7,15 @@
   as the demo's chat does, computed inline on the event loop.
 - ``baseline-executor``: the same, with the reply computed in a thread pool
   (``run_in_executor``), as tether runs a synchronous function.
+- ``baseline-fanout``: bare aiohttp + uvloop with a set of subscribed
+  WebSockets; a submit's payload is encoded once as an event frame and that
+  frame is sent to every subscriber (the fan-out section's baseline).
 
 The tether kinds are started through the real command line:
 ``tether-sync`` is ``tether demo`` (its ``chat`` is a sync function with
 session state) and ``tether-async`` is ``tether serve servers:async_app``, the
-same chat written as ``async def``.
+same chat written as ``async def``. ``tether-fanout`` is ``tether serve
+servers:fanout_app``, whose one function publishes its input once on a topic.
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ from tether import PROTOCOL_VERSION, App
 from tether.demo import reply_to
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("baseline-inline", "baseline-executor", "tether-sync", "tether-async")
+KINDS = (
+    "baseline-inline", "baseline-executor", "tether-sync", "tether-async",
+    "baseline-fanout", "tether-fanout",
+)  # fmt: skip
+BASELINE_KINDS = ("baseline-inline", "baseline-executor", "baseline-fanout")
 SERVER_CPU = 0  # the server gets this core, the load generator the other one
 START_TIMEOUT = 30.0
 
@@ -49,6 +57,18 @@ async def chat(message: str, history: list[list[str]] = []) -> Any:  # noqa: B00
     """The demo's chat as a coroutine function."""
     history.append([message, reply_to(message)])
     return history, history
+
+
+FANOUT_TOPIC = "fanout"
+fanout_app = App("tether bench: fan-out", topics=[FANOUT_TOPIC])
+
+
+@fanout_app.function(inputs="json")
+async def publish(data: Any) -> None:
+    """Publish the input once on topic "fanout"."""
+    # Async, so it runs on the event loop and publishes from there: next to
+    # fanning out to thousands of subscribers the function itself costs nothing.
+    fanout_app.publish(FANOUT_TOPIC, data)
 
 
 def _welcome() -> bytes:
@@ -102,6 +122,59 @@ def serve_baseline(port: int, executor: bool) -> None:
     )
 
 
+def serve_fanout_baseline(port: int) -> None:
+    """The least a fan-out server can do: one encode, then one send per subscriber."""
+    import uvloop
+    from aiohttp import WSMsgType, web
+
+    subscribers: set[web.WebSocketResponse] = set()
+    welcome = orjson.dumps(
+        {
+            "type": "welcome",
+            "protocol": PROTOCOL_VERSION,
+            "topics": [FANOUT_TOPIC],
+            "functions": [{"name": "publish", "inputs": ["json"], "outputs": []}],
+        }
+    )
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=1 << 20, compress=False)
+        await ws.prepare(request)
+        await ws.send_frame(welcome, WSMsgType.TEXT)
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                obj = orjson.loads(msg.data)
+                if obj["type"] == "subscribe":
+                    subscribers.add(ws)
+                    reply = {"type": "subscribed", "topic": obj["topic"]}
+                elif obj["type"] == "submit":
+                    frame = orjson.dumps(
+                        {"type": "event", "topic": FANOUT_TOPIC, "data": obj["data"][0]}
+                    )
+                    for subscriber in list(subscribers):
+                        with contextlib.suppress(ConnectionError, RuntimeError):
+                            await subscriber.send_frame(frame, WSMsgType.TEXT)
+                    reply = {"type": "result", "id": obj["id"], "data": []}
+                else:
+                    continue
+                await ws.send_frame(orjson.dumps(reply), WSMsgType.TEXT)
+        finally:
+            subscribers.discard(ws)
+        return ws
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/ws", websocket)
+    app.router.add_get("/healthz", healthz)
+    web.run_app(
+        app, host="127.0.0.1", port=port, print=None, access_log=None, loop=uvloop.new_event_loop()
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -122,9 +195,10 @@ def command(kind: str, port: int) -> list[str]:
             sys.executable, "-m", "tether", "demo", "--port", str(port), "--log-level", "warning",
             *CAPS,
         ]  # fmt: skip
-    if kind == "tether-async":
+    if kind in ("tether-async", "tether-fanout"):
+        app = "servers:async_app" if kind == "tether-async" else "servers:fanout_app"
         return [
-            sys.executable, "-m", "tether", "serve", "servers:async_app",
+            sys.executable, "-m", "tether", "serve", app,
             "--port", str(port), "--log-level", "warning", *CAPS,
         ]  # fmt: skip
     return [sys.executable, str(HERE / "servers.py"), kind, "--port", str(port)]
@@ -209,10 +283,13 @@ def rss_bytes(pid: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="serve a baseline for the benchmark")
-    parser.add_argument("kind", choices=["baseline-inline", "baseline-executor"])
+    parser.add_argument("kind", choices=BASELINE_KINDS)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    serve_baseline(args.port, executor=args.kind == "baseline-executor")
+    if args.kind == "baseline-fanout":
+        serve_fanout_baseline(args.port)
+    else:
+        serve_baseline(args.port, executor=args.kind == "baseline-executor")
 
 
 if __name__ == "__main__":
