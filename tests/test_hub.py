@@ -18,7 +18,7 @@ class Inbox:
     """A subscriber that keeps what it is sent."""
 
     def __init__(self) -> None:
-        self.topics: set[str] = set()
+        self.topics: dict[str, None] = {}
         self.frames: list[bytes] = []
 
     def send(self, frame: bytes) -> None:

@@ -26,7 +26,9 @@ log = logging.getLogger("tether.hub")
 
 
 class Subscriber(Protocol):
-    topics: set[str]
+    # A dict used as an ordered set (an empty dict is a third of an empty set's
+    # size, and every session has one).
+    topics: dict[str, None]
 
     def send(self, frame: bytes) -> None: ...
 
@@ -53,10 +55,10 @@ class Hub:
 
     def subscribe(self, subscriber: Subscriber, topic: str) -> None:
         self._subscribers.setdefault(topic, set()).add(subscriber)
-        subscriber.topics.add(topic)
+        subscriber.topics[topic] = None
 
     def unsubscribe(self, subscriber: Subscriber, topic: str) -> None:
-        subscriber.topics.discard(topic)
+        subscriber.topics.pop(topic, None)
         members = self._subscribers.get(topic)
         if members is not None:
             members.discard(subscriber)

@@ -16,7 +16,6 @@ import logging
 import secrets
 import threading
 import traceback
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -121,10 +120,12 @@ class Session:
         self.id = id or new_session_id()
         self.resume_token = secrets.token_urlsafe(16)
         # Final frames of recent submits, for answering re-sent ids after a resume.
-        self.results: OrderedDict[SubmitId, bytes] = OrderedDict()
+        # (Per-session memory: dicts, not sets or OrderedDicts, which are bigger
+        # when empty; the resume bookkeeping only exists after a resume.)
+        self.results: dict[SubmitId, bytes] = {}
         self._results_bytes = 0
-        self._replay: dict[SubmitId, bytes] = {}
-        self._inflight_at_resume: set[SubmitId] = set()
+        self._replay: dict[SubmitId, bytes] | None = None
+        self._inflight_at_resume: set[SubmitId] | None = None
         self.on_commit: Callable[[Session], None] | None = None
         self.attached = True
         self.client = client
@@ -139,8 +140,8 @@ class Session:
         self.state: dict[State, Any] = {}
         self._tails: dict[State, asyncio.Future[None]] = {}
         self.tasks: dict[SubmitId, asyncio.Task[None]] = {}
-        self._cancelling: set[SubmitId] = set()
-        self.topics: set[str] = set()
+        self._cancelling: dict[SubmitId, None] = {}
+        self.topics: dict[str, None] = {}
         self.closed = False
         self._ended = False
         self._loop = asyncio.get_running_loop()
@@ -234,11 +235,11 @@ class Session:
         """Admit a submit (or refuse it at once) and schedule it."""
         if self._replay or self._inflight_at_resume:
             # A resumed session: a re-sent id is answered, never run twice.
-            stored = self._replay.pop(msg.id, None)
+            stored = self._replay.pop(msg.id, None) if self._replay else None
             if stored is not None:
                 self._send(stored)
                 return
-            if msg.id in self._inflight_at_resume:
+            if self._inflight_at_resume and msg.id in self._inflight_at_resume:
                 self._inflight_at_resume.discard(msg.id)
                 if msg.id in self.tasks:
                     return  # still running: its answer goes to the new connection
@@ -300,7 +301,7 @@ class Session:
             return  # _run finished normally and cleaned up
         del self.tasks[id]
         if id in self._cancelling:
-            self._cancelling.discard(id)
+            del self._cancelling[id]
             if not self._ended:
                 self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
         if done is not None and not done.done():
@@ -314,7 +315,7 @@ class Session:
         task = self.tasks.get(id)
         if task is None or id in self._cancelling:
             return
-        self._cancelling.add(id)
+        self._cancelling[id] = None
         # Not task.cancel() at once: a task cancelled before its first step never
         # enters _run, so its submit would get no answer and keep its state slots.
         # Its first step is already scheduled, so this runs after it.
@@ -384,7 +385,7 @@ class Session:
             self._send(encode_error(id, Code.INTERNAL, "internal server error"))
         finally:
             del self.tasks[id]
-            self._cancelling.discard(id)
+            self._cancelling.pop(id, None)
             if done is not None:
                 self._release_slots(function, done, waits)
 
@@ -417,8 +418,7 @@ class Session:
             len(results) > self.settings.resume_results
             or self._results_bytes > self.settings.resume_result_bytes
         ):
-            _, old = results.popitem(last=False)
-            self._results_bytes -= len(old)
+            self._results_bytes -= len(results.pop(next(iter(results))))
         if self.on_commit is not None:
             self.on_commit(self)
 

@@ -123,11 +123,14 @@ class Settings:
         600.0,
     )
     ping_interval: float = _doc(
-        "Seconds between WebSocket pings the server sends to each client (0: no pings).",
+        "Seconds a client may be silent before the server pings it (WebSocket ping; any "
+        "message from the client counts as an answer; 0: no pings).",
         20.0,
     )
     pong_timeout: float = _doc(
-        "Seconds a client has to answer a ping before its connection is dropped.", 10.0
+        "Seconds a client has to answer a ping before its connection is dropped (checked "
+        "every quarter of the shorter of this and `ping_interval`).",
+        10.0,
     )
     compression: bool = _doc(
         "Offer permessage-deflate (costs CPU and memory per connection; off by default).",

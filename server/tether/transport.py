@@ -37,6 +37,7 @@ __all__ = ["Connection", "Server", "serve", "static_dir"]
 
 log = logging.getLogger("tether.transport")
 
+_NO_QUERY: dict[str, str] = {}
 _BINARY_REFUSED = encode_error(
     None, Code.BAD_MESSAGE, "binary frames are not part of the protocol; send JSON text frames"
 )
@@ -46,6 +47,7 @@ _BINARY_REFUSED = encode_error(
 # being written at once (the writer then waits for the socket to drain).
 _DIRECT_LIMIT = 64 * 1024
 _COPY_LIMIT = 16 * 1024
+_PING = b"\x89\x00"  # an unmasked ping frame with no payload
 _LEN2 = struct.Struct("!BBH").pack
 _LEN3 = struct.Struct("!BBQ").pack
 
@@ -95,6 +97,9 @@ class Connection:
         "_writer",
         "closed",
         "closed_by_server",
+        "dead",
+        "heard_at",
+        "ping_at",
         "requested_close",
         "ws",
     )
@@ -112,13 +117,18 @@ class Connection:
         self._close_timeout = settings.close_timeout
         self._max_messages = settings.send_queue_messages
         self._max_bytes = settings.send_queue_bytes
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[bytes] | None = None  # made when first needed (it is 600 bytes)
         self._bytes = 0
         self._closer: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self.requested_close: tuple[int, str] | None = None
         self.closed_by_server = False
         self.closed = False
+        # Keepalive (see Server._sweep): when a pong last came, when the
+        # unanswered ping went out (0: none), and whether the peer was given up.
+        self.heard_at = asyncio.get_running_loop().time()
+        self.ping_at = 0.0
+        self.dead = False
 
     def send(self, frame: bytes) -> None:
         if self.closed:
@@ -138,11 +148,14 @@ class Connection:
             else:  # not worth a copy of the frame
                 transport.writelines((_frame_header(len(frame)), frame))
             return
-        if len(self._queue) >= self._max_messages or self._bytes + len(frame) > self._max_bytes:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        if len(queue) >= self._max_messages or self._bytes + len(frame) > self._max_bytes:
             log.warning("closing a slow consumer: its send queue is full")
             self.abort(Close.SLOW_CONSUMER, "send queue full")
             return
-        self._queue.append(frame)
+        queue.append(frame)
         self._bytes += len(frame)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -150,6 +163,7 @@ class Connection:
     async def _write_loop(self) -> None:
         ws = self.ws
         queue = self._queue
+        assert queue is not None
         try:
             while queue:
                 frame = queue.popleft()
@@ -164,6 +178,23 @@ class Connection:
             self.closed = True
         finally:
             self._writer = None
+            if not queue:
+                self._queue = None  # back to direct writes; no idle deque
+
+    def ping(self, now: float) -> None:
+        """Send a WebSocket ping (a control frame: it may go ahead of queued frames)."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or self.ws.closed:
+            return
+        self.ping_at = now
+        transport.write(_PING)
+
+    def give_up(self) -> None:
+        """The peer did not answer a ping in time: drop the TCP connection (the read
+        loop ends, and the session is parked for a resume)."""
+        self.dead = True
+        if self._transport is not None:
+            self._transport.abort()
 
     def request_close(self, code: int, reason: str) -> None:
         """Ask the connection's handler to close after the current message (from the
@@ -175,7 +206,7 @@ class Connection:
         """The socket is gone: stop the writer task and drop what is queued."""
         if self._writer is not None:
             self._writer.cancel()
-        self._queue.clear()
+        self._queue = None
         self._bytes = 0
 
     def abort(self, code: int, reason: str) -> None:
@@ -183,7 +214,7 @@ class Connection:
         if self.closed or self._closer is not None:
             return
         self.closed = True
-        self._queue.clear()
+        self._queue = None
         self._bytes = 0
         if self._writer is not None:
             self._writer.cancel()
@@ -235,6 +266,7 @@ class Connection:
         writer = self._writer
         if not self.closed and writer is not None:
             # Frames are queued (the peer is behind): let the writer send them.
+            assert self._queue is not None
             self._queue.append(b"")  # sentinel: the writer stops when it reaches it
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(writer), grace)
@@ -267,6 +299,7 @@ class Server:
         self._background: set[asyncio.Task[Any]] = set()
         self._connections: dict[str, Connection] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._gate_of = self.gate  # one bound method for every session
         self.stopping = False
         self.web = web.Application()
         self.web.router.add_get("/ws", self._websocket)
@@ -292,21 +325,51 @@ class Server:
             await self.bridge.start()
         self.app._publisher = self.hub.publish
         self.app.store.bind(loop, publish=self.hub.publish)
-        if self.settings.idle_timeout > 0:
-            self._sweeper = loop.create_task(self._sweep_idle())
+        period = self.sweep_period()
+        if period > 0:
+            self._sweeper = loop.create_task(self._sweep(period))
 
-    async def _sweep_idle(self) -> None:
-        """Close sessions that sent nothing for ``idle_timeout`` seconds (close 4001)."""
-        timeout = self.settings.idle_timeout
+    def sweep_period(self) -> float:
+        """How often ``_sweep`` looks at every connection (0: no sweeps needed)."""
+        s = self.settings
+        periods = []
+        if s.idle_timeout > 0:
+            periods.append(min(s.idle_timeout / 4, 5.0))
+        if s.ping_interval > 0:
+            periods.append(min(s.ping_interval, s.pong_timeout) / 4)
+        return min(periods, default=0.0)
+
+    async def _sweep(self, period: float) -> None:
+        """Every ``period`` seconds, one pass over every connection (not a timer per
+        connection): close sessions that sent nothing for ``idle_timeout`` seconds
+        (4001); ping connections silent for ``ping_interval`` seconds, and drop
+        those whose ping went unanswered for ``pong_timeout`` seconds. Any message,
+        not only a pong, counts as an answer."""
+        s = self.settings
+        idle_timeout, interval, pong_timeout = s.idle_timeout, s.ping_interval, s.pong_timeout
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(min(timeout / 4, 5.0))
-            cutoff = loop.time() - timeout
-            for session_id, session in list(self.sessions.items()):
-                if session.last_active < cutoff:
-                    conn = self._connections.get(session_id)
-                    if conn is not None:
-                        conn.abort(Close.IDLE, "idle timeout")
+            await asyncio.sleep(period)
+            now = loop.time()
+            for session_id, conn in list(self._connections.items()):
+                session = self.sessions.get(session_id)
+                if session is None or conn.closed:
+                    continue
+                if idle_timeout > 0 and session.last_active < now - idle_timeout:
+                    conn.abort(Close.IDLE, "idle timeout")
+                    continue
+                if interval <= 0:
+                    continue
+                heard = max(conn.heard_at, session.last_active)
+                if conn.ping_at:
+                    if heard >= conn.ping_at:
+                        conn.ping_at = 0.0  # answered
+                    elif now - conn.ping_at >= pong_timeout:
+                        log.info("dropping session %s: no pong in %g s", session_id, pong_timeout)
+                        conn.give_up()
+                        continue
+                if not conn.ping_at and now - heard >= interval:
+                    conn.ping(now)
 
     def gate(self, function: Function) -> Gate:
         """The concurrency gate of ``function`` (shared by every session of this server)."""
@@ -369,7 +432,7 @@ class Server:
             return False
         if conn.requested_close is not None or conn.closed_by_server:
             return False
-        return ws.close_code not in (1000, 1001)
+        return conn.dead or ws.close_code not in (1000, 1001)
 
     def _park(self, session: Session) -> None:
         session.detach()
@@ -513,11 +576,10 @@ class Server:
             max_msg_size=settings.max_message_size,
             compress=settings.compression,
             timeout=settings.close_timeout,
-            heartbeat=settings.ping_interval or None,
+            # Pings and pongs are ours (Server._sweep): one sweep for every
+            # connection instead of a timer per connection reset per message.
+            autoping=False,
         )
-        if settings.ping_interval:
-            # aiohttp waits heartbeat/2 for the pong; the pong timeout is its own setting.
-            ws._pong_heartbeat = settings.pong_timeout
         self.counter.add(address)
         try:
             await ws.prepare(request)
@@ -528,8 +590,10 @@ class Server:
         assert task is not None
         self._handlers.add(task)
         conn = Connection(ws, settings, request.transport)
-        deltas = request.query.get("deltas", "") in ("1", "true")
-        token = request.query.get("resume", "")
+        query = request.query if request.query_string else _NO_QUERY
+        deltas = query.get("deltas", "") in ("1", "true")
+        token = query.get("resume", "")
+        del query
         session = self._take_parked(token) if token else None
         record = None
         resumed = session is not None
@@ -543,7 +607,7 @@ class Server:
                 self.runner,
                 settings,
                 conn.send,
-                gate=self.gate,
+                gate=self._gate_of,
                 hub=self.hub,
                 deltas=deltas,
                 client=request.remote,
@@ -562,17 +626,29 @@ class Server:
                 extra["resume"] = session.resume_token
                 extra["resumed"] = resumed
             conn.send(encode_welcome(session.id, self._manifest, **extra))
+            # What lives in this frame lives as long as the connection.
+            del extra, token
             if record is not None:
                 session.load_record(record)
                 self._save_soon(session)
+                record = None
             receive = session.receive
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT:
+            loop = asyncio.get_running_loop()
+            while True:
+                # (Not ``async for``: its __anext__ is one more frame per idle connection.)
+                msg = await ws.receive()
+                kind = msg.type
+                if kind is WSMsgType.TEXT:
                     receive(msg.data)
-                elif msg.type is WSMsgType.BINARY:
+                elif kind is WSMsgType.PONG:
+                    conn.heard_at = loop.time()
+                elif kind is WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif kind is WSMsgType.BINARY:
                     conn.send(_BINARY_REFUSED)
-                elif msg.type is WSMsgType.ERROR:
+                else:  # CLOSE, CLOSING, CLOSED, ERROR (pings and pongs are aiohttp's)
                     break
+                del msg
                 if conn.requested_close is not None:
                     break
             if conn.requested_close is not None:
