@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ import uvloop
 from aiohttp import WSMsgType, web
 
 from tests.conftest import free_port
-from tether import PROTOCOL_VERSION, App
+from tether import PROTOCOL_VERSION, App, State, context
 from tether.demo import create_app
 from tether.loadtest import SUB_BUCKET_BITS, Histogram, main
 
@@ -111,6 +114,59 @@ def test_the_score_scenario_runs_open_loop_over_two_processes(serve_app, tmp_pat
     assert result["connects"] == 4
 
 
+def test_the_rooms_scenario_passes_its_check_against_the_demo(serve_app, tmp_path, capsys):
+    srv = serve_app(create_app())
+    status, result = loadtest(
+        srv.url, "--scenario", "rooms", "--users", "12", "--rooms", "3", "--duration", "1.5",
+        "--turns", "3", "--check",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert status == 0, result["check"]["examples"]
+    assert result["errors"] == {}
+    assert result["check"]["violations"] == 0
+    assert result["check"]["results_checked"] == result["submits_ok"] > 0
+    # Conversations of join, 3 says and leave: every session was replaced several times.
+    assert result["connects"] > 12
+    events = result["events"]
+    # Each message reaches the 4 members of its room, and presence changes are events too.
+    assert events["count"] > events["timed"] > result["submits_ok"]
+    lat = events["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    assert "events" in capsys.readouterr().out  # a row of the summary
+
+
+def test_the_rooms_scenario_runs_open_loop_over_two_processes(serve_app, tmp_path):
+    srv = serve_app(create_app())
+    status, result = loadtest(
+        srv.ws_url,
+        "--scenario", "rooms", "--users", "6", "--rooms", "2", "--duration", "1.5",
+        "--rate", "300", "--turns", "4", "--procs", "2", "--check",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert status == 0, result["check"]["examples"]
+    assert result["mode"] == "open"
+    assert result["check"]["violations"] == 0
+    assert result["submits_ok"] > 0
+    # Users 0, 2, 4 share room 0 but not a process with 1, 3, 5: messages from the
+    # other process arrive too, and only this process's are timed.
+    assert result["events"]["count"] > result["events"]["timed"] > 0
+
+
+def test_the_rooms_scenario_passes_its_check_with_the_redis_store(
+    serve_app, tmp_path, redis_server, redis_namespace
+):
+    # With Redis, events travel through pub/sub and may arrive after the say's result.
+    srv = serve_app(create_app(), store=redis_server.url, namespace=redis_namespace)
+    status, result = loadtest(
+        srv.url, "--scenario", "rooms", "--users", "8", "--rooms", "2", "--duration", "1.5",
+        "--turns", "3", "--check",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert status == 0, result["check"]["examples"]
+    assert result["check"]["violations"] == 0
+    assert result["events"]["timed"] > result["submits_ok"]
+
+
 def test_a_custom_scenario_file_drives_the_regular_client_api(serve_app, tmp_path):
     scenario = tmp_path / "scenario.py"
     scenario.write_text(
@@ -169,7 +225,7 @@ def test_the_command_line_runs_a_loadtest_and_prints_a_summary(serve_app, tmp_pa
 
 def test_an_unknown_scenario_is_refused_with_a_clear_message(capsys):
     assert main(["ws://127.0.0.1:9/ws", "--scenario", "nope"]) == 2
-    assert "use one of chat, score" in capsys.readouterr().err
+    assert "use one of chat, score, rooms" in capsys.readouterr().err
 
 
 def test_plot_without_matplotlib_is_refused_before_the_run(monkeypatch, capsys, tmp_path):
@@ -341,3 +397,105 @@ async def test_check_reports_submits_that_never_get_a_reply(raw_server, tmp_path
     assert status == 1
     assert result["errors"]["lost"] == 2
     assert result["check"]["violations"] == 2
+
+
+def faulty_rooms_app(fault: str) -> App:
+    """The demo's chat rooms (same functions, replies and events), with one bug.
+
+    - ``duplicate``: every message is published twice;
+    - ``drop``: every third message is never published;
+    - ``alone``: join_room lists only the joiner as the room's members;
+    - ``late``: join_room publishes presence before subscribing the joiner to the room.
+    """
+    app = App("faulty rooms", topics=["room:*"])
+    membership = State(default=None, name="membership")
+    said = itertools.count()
+
+    def presence(members: dict[str, str]) -> dict[str, Any]:
+        return {"kind": "presence", "members": sorted(set(members.values()))}
+
+    async def set_presence(room: str, change: Callable[[dict[str, str]], dict[str, str]]) -> Any:
+        return await app.store.update(
+            f"presence:{room}",
+            lambda members: change(members or {}),
+            {},
+            topic=f"room:{room}",
+            event=presence,
+        )
+
+    @app.function(inputs=["text", "text", membership], outputs=["json", membership])
+    async def join_room(name: str, room: str, where: Any = None) -> tuple[Any, Any]:
+        ctx = context()
+        if fault != "late":
+            ctx.subscribe(f"room:{room}")
+        members = await set_presence(room, lambda m: {**m, ctx.session_id: name})
+        if fault == "late":
+            ctx.subscribe(f"room:{room}")
+        names = [name] if fault == "alone" else presence(members)["members"]
+        info = {"room": room, "name": name, "history": [], "members": names}
+        return info, {"room": room, "name": name}
+
+    @app.function(inputs=["text", membership], outputs=["json", membership])
+    async def say(text: str, where: Any = None) -> tuple[Any, Any]:
+        message = {
+            "kind": "message",
+            "id": uuid.uuid4().hex,
+            "name": where["name"],
+            "text": text,
+            "at": time.time(),
+        }
+        copies = {"duplicate": 2, "drop": 0 if next(said) % 3 == 2 else 1}.get(fault, 1)
+        for _ in range(copies):
+            app.publish(f"room:{where['room']}", message)
+        return message, where
+
+    @app.function(inputs=[membership], outputs=["json", membership])
+    async def leave_room(where: Any = None) -> tuple[Any, Any]:
+        if where is None:
+            return {"left": None}, None
+        ctx = context()
+        await set_presence(
+            where["room"], lambda m: {k: v for k, v in m.items() if k != ctx.session_id}
+        )
+        ctx.unsubscribe(f"room:{where['room']}")
+        return {"left": where["room"]}, None
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("fault", "rooms", "complaint"),
+    [
+        ("duplicate", "1", "arrived twice"),
+        ("drop", "1", "never came back as events"),
+        ("alone", "1", "members without"),
+        ("late", "3", "never saw itself in a presence event"),
+    ],
+)
+def test_check_catches_a_rooms_server_that_breaks_its_guarantees(
+    serve_app, tmp_path, fault, rooms, complaint
+):
+    srv = serve_app(faulty_rooms_app(fault))
+    args = ("--scenario", "rooms", "--users", "3", "--rooms", rooms, "--duration", "1",
+            "--turns", "3", "--drain-timeout", "0.5")  # fmt: skip
+    status, result = loadtest(srv.url, *args, "--check", tmp_path=tmp_path)
+    assert status == 1
+    assert result["check"]["violations"] > 0
+    examples = " ".join(result["check"]["examples"])
+    assert complaint in examples, examples
+    assert result["errors"] == {}  # every submit was answered: only the check fails
+    # The same run without --check has nothing to complain about: the check is what fails.
+    status, result = loadtest(srv.url, *args, tmp_path=tmp_path)
+    assert status == 0
+    assert result["check"]["violations"] == 0
+
+
+def test_a_faithful_copy_of_the_rooms_app_passes_the_check(serve_app, tmp_path):
+    # The faulty app without a fault: what the fault tests catch is the fault alone.
+    srv = serve_app(faulty_rooms_app("none"))
+    status, result = loadtest(
+        srv.url, "--scenario", "rooms", "--users", "3", "--rooms", "1", "--duration", "1",
+        "--turns", "3", "--check",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert status == 0, result["check"]["examples"]

@@ -10,18 +10,26 @@ open loop where submits leave on a fixed schedule whatever the replies do, and
 latency counts from the scheduled time (so a stalled server shows up as
 latency, not as a politely slower generator).
 
-Scenarios are pluggable. A built-in scenario is a ``Scenario`` subclass in
-``SCENARIOS`` that yields ``Step`` s (function, inputs, and how to check the
-reply); each conversation runs on a fresh connection. Built-ins use
-``LeanConnection``, a small aiohttp client that costs less CPU per submit than
-``tether.Client`` (measured by ``bench/clients.py``), so one generator core
-drives more load. A custom scenario is a Python file defining
-``async def user(client, index)``; it gets the regular ``tether.Client`` API
-(with submits timed and counted). ``user`` is called again and again on one
-session until the time is up (a new session per call if the file sets
-``RECONNECT = True``); with ``--rate``, calls start on the open-loop schedule.
-``--check`` on a custom scenario checks that every submit got its reply; the
-content is the scenario's to check (an exception counts as a violation).
+Scenarios are pluggable. The built-ins drive the demo (``tether demo``):
+``chat`` (conversations of ``--turns`` messages with the chatbot), ``score``
+(scores for the shared leaderboard) and ``rooms`` (users spread over
+``--rooms`` chat rooms, default one per 10 users: each conversation joins,
+says ``--turns`` messages and leaves; ``--check`` verifies that each message
+reaches every member that was in its room meanwhile, once and in order, and
+that presence is right: see ``RoomsScenario``; the summary counts the topic
+events received and times them from the say's submit). A built-in scenario is
+a ``Scenario`` subclass in ``SCENARIOS`` that yields ``Step`` s (function,
+inputs, and how to check the reply); each conversation runs on a fresh
+connection. Built-ins use ``LeanConnection``, a small aiohttp client that
+costs less CPU per submit than ``tether.Client`` (measured by
+``bench/clients.py``), so one generator core drives more load. A custom
+scenario is a Python file defining ``async def user(client, index)``; it gets
+the regular ``tether.Client`` API (with submits timed and counted). ``user``
+is called again and again on one session until the time is up (a new session
+per call if the file sets ``RECONNECT = True``); with ``--rate``, calls start
+on the open-loop schedule. ``--check`` on a custom scenario checks that every
+submit got its reply; the content is the scenario's to check (an exception
+counts as a violation).
 
 Latencies are kept in ``Histogram`` s, log-bucketed like HdrHistogram: memory
 is bounded whatever the run length, and histograms from several generator
@@ -36,20 +44,22 @@ import contextlib
 import importlib
 import importlib.util
 import inspect
+import itertools
 import math
 import multiprocessing
 import queue
 import random
+import secrets
 import signal
 import sys
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeGuard
 
 import aiohttp
 import orjson
@@ -205,12 +215,33 @@ Check = Callable[[list[Any]], "str | None"]
 class Step:
     """One submit of a scenario: call ``fn`` with ``data``; ``check`` judges the result's data.
 
-    ``check`` returns ``None`` when the result is right, else what is wrong.
+    ``check`` returns ``None`` when the result is right, else what is wrong; it
+    runs only with ``--check``. ``sent`` and ``done`` always run: ``sent(now)``
+    just before the submit leaves (``now``: ``time.perf_counter()``; not the
+    open loop's due time, which the loop's timers may wake up before),
+    ``done(reply)`` as soon as its ``result`` or ``error`` frame is seen
+    (``None`` when none will come).
     """
 
     fn: str
     data: list[Any]
     check: Check | None = None
+    sent: Callable[[float], None] | None = None
+    done: Callable[[dict[str, Any] | None], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A pause in a conversation until ``ready`` is set.
+
+    The driver first lets the conversation's submits in flight be answered,
+    then waits for ``ready`` at most the drain timeout; if it is still not set
+    (and the connection is open), ``--check`` reports ``missing()`` as a
+    violation and the conversation goes on.
+    """
+
+    ready: asyncio.Event
+    missing: Callable[[], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,24 +249,31 @@ class Options:
     """What a scenario may be configured with from the command line."""
 
     turns: int = DEFAULT_TURNS
+    rooms: int = 1
+    check: bool = False
+    # Tells this run's rooms (and the messages in them) from any other run's.
+    run_id: str = "run"
 
 
 class Scenario:
     """One kind of simulated user, for the built-in driver.
 
-    ``conversation`` yields the steps of one conversation; the driver runs
-    each conversation on a fresh connection (a new session) and starts the
-    next when one ends. Frames that answer no submit (pushes from topics,
-    once the protocol has them) go to ``on_frame``, which may return a
-    violation. A ``rooms`` scenario plugs in here: register it in ``SCENARIOS``.
+    ``conversation`` yields the steps of one conversation (``Step`` s, and
+    ``Wait`` s); the driver runs each conversation on a fresh connection (a new
+    session), closes the generator when the conversation ends, however it
+    ends, and then starts the next one. Frames that answer no submit (topic
+    events, ``subscribed``, ``queued``...) go to ``on_frame``, which may return
+    a violation. ``event_latency`` holds the delivery latencies (µs) of topic
+    events the scenario can time; the driver adds them to the results.
     """
 
     name: ClassVar[str]
 
     def __init__(self, options: Options) -> None:
         self.options = options
+        self.event_latency = Histogram()
 
-    def conversation(self, user: int, number: int, rng: random.Random) -> Iterator[Step]:
+    def conversation(self, user: int, number: int, rng: random.Random) -> Iterator[Step | Wait]:
         raise NotImplementedError
 
     def on_frame(self, user: int, message: dict[str, Any]) -> str | None:
@@ -265,7 +303,7 @@ class ChatScenario(Scenario):
 
     name = "chat"
 
-    def conversation(self, user: int, number: int, rng: random.Random) -> Iterator[Step]:
+    def conversation(self, user: int, number: int, rng: random.Random) -> Iterator[Step | Wait]:
         sent: list[str] = []
         for turn in range(self.options.turns):
             text = f"user {user} conversation {number} turn {turn}"
@@ -293,13 +331,415 @@ class ScoreScenario(Scenario):
 
     name = "score"
 
-    def conversation(self, user: int, number: int, rng: random.Random) -> Iterator[Step]:
+    def conversation(self, user: int, number: int, rng: random.Random) -> Iterator[Step | Wait]:
         while True:
             score = rng.randint(0, MAX_SCORE)
             yield Step("track_score", [score], partial(_check_top, score))
 
 
-SCENARIOS: dict[str, type[Scenario]] = {"chat": ChatScenario, "score": ScoreScenario}
+USERS_PER_ROOM: Final = 10
+
+
+def default_rooms(users: int) -> int:
+    """``--rooms`` when not given: one room per ``USERS_PER_ROOM`` users."""
+    return max(1, math.ceil(users / USERS_PER_ROOM))
+
+
+def _room_topic(room: str) -> str:
+    """The topic the demo publishes a room's messages and presence on (``demo.room_topic``)."""
+    return f"room:{room}"
+
+
+class _Said:
+    """A message a user of this generator process said, or set out to say, in a room.
+
+    Times are ``time.perf_counter()`` values: ``submitted`` is never later than
+    the say left, ``answered`` never earlier than its result arrived.
+    """
+
+    __slots__ = ("answered", "id", "ok", "settled", "submitted", "text", "turn", "user")
+
+    def __init__(self, text: str, user: _Member, turn: int, submitted: float) -> None:
+        self.text = text
+        self.user = user
+        self.turn = turn
+        self.submitted = submitted
+        self.answered: float | None = None  # set when the reply is a result
+        self.ok = False  # the reply was a result: the message was published
+        # When its reply was seen or its conversation ended without one (for pruning).
+        self.settled: float | None = None
+        self.id: str | None = None  # from the say's result or the first event, whichever came first
+
+
+class _Room:
+    """A room as one generator process sees it: its users now in it, and what they said."""
+
+    __slots__ = ("appended", "by_text", "members", "name", "said", "topic")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.topic = _room_topic(name)
+        self.members: set[_Member] = set()
+        # In the order sent; dropped once no user of this process can receive them.
+        self.said: deque[_Said] = deque()
+        self.by_text: dict[str, _Said] = {}
+        self.appended = 0
+
+
+class _Member:
+    """One conversation of one simulated user: a session that joins its room, says, leaves."""
+
+    def __init__(self, room: _Room, name: str) -> None:
+        self.room = room
+        self.name = name
+        self.join_sent: float | None = None
+        # When its join_room result was seen: it was subscribed to the room by then.
+        self.joined: float | None = None
+        self.first = 0  # room.appended then: what was said later is at the deque's end
+        self.leaving = False  # leave_room was sent, or the conversation is over
+        self.left = False  # leave_room got a result: the session lived to the end
+        self.ended = False
+        self.own: list[_Said] = []
+        self.got_ids: set[str] = set()
+        self.got: set[str] = set()  # texts of this process's messages received as events
+        # The submit time of the latest own message received as an event: every
+        # message answered before then was published before it, so has arrived too.
+        self.confirmed: float | None = None
+        self.presence: frozenset[str] | None = None  # the latest presence event's members
+        self.seen_self = False
+        self.last_turn: dict[str, int] = {}  # per sayer, the latest turn received
+        self.latest: _Said | None = None  # of the messages received, the one submitted last
+        self.awaited: set[str] = set()  # own messages published but not received yet
+        self.caught_up = asyncio.Event()
+        self.caught_up.set()
+        # Problems other users found that are real only if this session lives to
+        # the end: a session the server closes (a slow consumer) leaves its room
+        # at once, before its client can know.
+        self.deferred: list[str] = []
+
+    def blame(self, problem: str) -> str | None:
+        """``problem`` if this session ended normally; deferred while it runs; else dropped."""
+        if self.left:
+            return problem
+        if not self.ended:
+            self.deferred.append(problem)
+        return None
+
+
+def _is_names(value: Any) -> TypeGuard[list[str]]:
+    return isinstance(value, list) and all(isinstance(n, str) for n in value)
+
+
+class RoomsScenario(Scenario):
+    """The demo's chat rooms: users spread over ``--rooms`` rooms (user ``i`` in room
+    ``i % rooms``); each conversation joins the user's room on a new session, says
+    ``--turns`` messages and leaves.
+
+    What ``--check`` verifies is what the demo and the protocol guarantee while
+    nothing is lost (events are at most once: a session the server closes as a
+    slow consumer misses them, so whatever depends on a session's events counts
+    only for sessions that lived to their ``leave_room`` result):
+
+    - each reply is its own: ``join_room`` echoes the name and room and lists the
+      joiner and every user of this process who had joined before it was sent and
+      had not yet sent ``leave_room`` when it was answered; ``say`` returns the
+      message just said; ``leave_room`` the room left (``null`` if the join failed);
+    - events come only on the user's room topic, no message twice;
+    - a user's own messages all come back to it as events (before it leaves, it
+      waits for them at most the drain timeout);
+    - a user receives every message said by a user of this process that was sent
+      after its join was answered, and answered before the user's last own message
+      that came back was sent (such a message was published while it was subscribed,
+      and before that own message, so in topic order it came first);
+    - messages arrive in the order they were published: one user's in turn order,
+      and never one answered before another was sent after it;
+    - presence: a user sees itself listed (its join publishes presence after
+      subscribing it), and then in every presence event until it leaves; the
+      latest presence event a user received before a message (from a user of
+      this process) lists the message's sayer.
+
+    Messages are timed (say submitted → event received, at every receiver) when
+    said by users of this generator process: all of them with ``--procs 1``.
+    """
+
+    name = "rooms"
+
+    def __init__(self, options: Options) -> None:
+        super().__init__(options)
+        rooms = max(1, options.rooms)
+        self.rooms = [_Room(f"loadtest-{options.run_id}-{r}") for r in range(rooms)]
+        self.members: dict[int, _Member] = {}
+
+    def conversation(self, user: int, number: int, rng: random.Random) -> Iterator[Step | Wait]:
+        room = self.rooms[user % len(self.rooms)]
+        me = _Member(room, f"u{user}.{number}")
+        self.members[user] = me
+        room.members.add(me)
+        try:
+            yield Step(
+                "join_room",
+                [me.name, room.name],
+                partial(self._check_join, me),
+                sent=partial(self._join_sent, me),
+                done=partial(self._join_done, me),
+            )
+            for turn in range(self.options.turns):
+                text = f"user {user} conversation {number} turn {turn}"
+                yield Step(
+                    "say",
+                    [text],
+                    partial(self._check_say, me, text),
+                    sent=partial(self._say_sent, me, text, turn),
+                    done=partial(self._say_done, me, text),
+                )
+            if self.options.check:
+                yield Wait(me.caught_up, partial(self._missing, me))
+            yield Step(
+                "leave_room",
+                [],
+                partial(self._check_leave, me),
+                sent=partial(self._leave_sent, me),
+                done=partial(self._leave_done, me),
+            )
+        finally:
+            self._end(user, me)
+
+    # -- what the driver reports -------------------------------------------------
+
+    def _join_sent(self, me: _Member, now: float) -> None:
+        me.join_sent = now
+
+    def _join_done(self, me: _Member, reply: dict[str, Any] | None) -> None:
+        if reply is not None and reply["type"] == "result":
+            me.joined = time.perf_counter()
+            me.first = me.room.appended
+
+    def _say_sent(self, me: _Member, text: str, turn: int, now: float) -> None:
+        said = _Said(text, me, turn, now)
+        room = me.room
+        room.said.append(said)
+        room.by_text[text] = said
+        room.appended += 1
+        me.own.append(said)
+
+    def _say_done(self, me: _Member, text: str, reply: dict[str, Any] | None) -> None:
+        said = me.room.by_text[text]  # not pruned: it was not settled
+        said.settled = now = time.perf_counter()
+        if reply is not None and reply["type"] == "result":
+            said.answered = now
+            said.ok = True
+            if text not in me.got:
+                me.awaited.add(text)
+                me.caught_up.clear()
+
+    def _leave_sent(self, me: _Member, now: float) -> None:
+        me.leaving = True
+
+    def _leave_done(self, me: _Member, reply: dict[str, Any] | None) -> None:
+        me.left = reply is not None and reply["type"] == "result"
+
+    def _end(self, user: int, me: _Member) -> None:
+        me.leaving = me.ended = True
+        if not me.left:
+            me.deferred.clear()
+        now = time.perf_counter()
+        for said in me.own:
+            if said.settled is None:
+                said.settled = now
+        room = me.room
+        room.members.discard(me)
+        if self.members.get(user) is me:
+            del self.members[user]
+        # A message answered before every current member's join was sent reaches
+        # none of them, nor anyone joining later: forget it.
+        horizon = min((m.join_sent for m in room.members if m.join_sent is not None), default=now)
+        said_ = room.said
+        while said_ and (settled := said_[0].settled) is not None and settled < horizon:
+            del room.by_text[said_.popleft().text]
+
+    # -- checks of replies (with --check) ---------------------------------------------
+
+    def _check_join(self, me: _Member, data: list[Any]) -> str | None:
+        info = data[0] if data else None
+        room = me.room
+        if not isinstance(info, dict):
+            return f"join_room returned {info!r:.80}, not the room"
+        if info.get("room") != room.name or info.get("name") != me.name:
+            return (
+                f"join_room({me.name!r}, {room.name!r}) returned room {info.get('room')!r} "
+                f"and name {info.get('name')!r}"
+            )
+        members, history = info.get("members"), info.get("history")
+        if not _is_names(members) or not isinstance(history, list):
+            return f"join_room returned members {members!r:.60} and history {history!r:.60}"
+        if any(not isinstance(m, dict) or m.get("kind") != "message" for m in history):
+            return f"join_room's history holds something that is not a message: {history!r:.80}"
+        if me.name not in members:
+            return f"join_room's members {members!r:.80} do not list the joiner {me.name!r}"
+        assert me.join_sent is not None
+        for other in room.members:
+            if (
+                other is not me
+                and other.joined is not None
+                and other.joined < me.join_sent
+                and not other.leaving
+                and other.name not in members
+            ):
+                # Its presence was added before me.join_sent and removed (if at all)
+                # after now: unless the server closed its session meanwhile.
+                other.blame(
+                    f"{me.name}'s join_room listed {len(members)} members without "
+                    f"{other.name}, in {room.name} since before that join was sent"
+                )
+        return None
+
+    def _check_say(self, me: _Member, text: str, data: list[Any]) -> str | None:
+        message = data[0] if data else None
+        if not isinstance(message, dict):
+            return f"say returned {message!r:.80}, not the message"
+        if (
+            message.get("kind") != "message"
+            or message.get("name") != me.name
+            or message.get("text") != text
+            or not isinstance(message.get("id"), str)
+        ):
+            return f"say({text!r}) by {me.name} returned {message!r:.120}"
+        said = me.room.by_text[text]
+        if said.id is None:
+            said.id = message["id"]
+        elif said.id != message["id"]:
+            return f"say({text!r}) returned id {message['id']!r}, its event had {said.id!r}"
+        return None
+
+    def _check_leave(self, me: _Member, data: list[Any]) -> str | None:
+        room = me.room
+        problems = me.deferred
+        me.deferred = []
+        expected = {"left": room.name if me.joined is not None else None}
+        if data != [expected]:
+            problems.append(f"leave_room returned {data!r:.80}, not [{expected!r}]")
+        if me.confirmed is not None and me.joined is not None:
+            if not me.seen_self:
+                problems.append(f"{me.name} never saw itself in a presence event of {room.name}")
+            # Only what was said after me.joined can be expected: it is at the end.
+            later = itertools.islice(reversed(room.said), room.appended - me.first)
+            missing = [
+                s
+                for s in later
+                if s.user is not me
+                and s.ok
+                and s.answered is not None
+                and me.joined < s.submitted
+                and s.answered < me.confirmed
+                and s.text not in me.got
+            ]
+            if missing:
+                example = missing[-1]
+                problems.append(
+                    f"{me.name} in {room.name} never received {len(missing)} message(s) said "
+                    f"while it was in the room, e.g. {example.text!r} by {example.user.name}"
+                )
+        return "; ".join(problems) or None
+
+    def _missing(self, me: _Member) -> str:
+        example = next(iter(me.awaited), "")
+        return (
+            f"{me.name}: {len(me.awaited)} of its own messages never came back as events "
+            f"on {me.room.topic}, e.g. {example!r}"
+        )
+
+    # -- events ----------------------------------------------------------------------
+
+    def on_frame(self, user: int, message: dict[str, Any]) -> str | None:
+        if message.get("type") != "event":
+            return None
+        me = self.members.get(user)
+        if me is None:
+            return None  # between the end of a conversation and the close of its session
+        now = time.perf_counter()
+        data = message.get("data")
+        kind = data.get("kind") if isinstance(data, dict) else None
+        if not self.options.check:
+            if isinstance(data, dict) and kind == "message":
+                text = data.get("text")
+                said = me.room.by_text.get(text) if isinstance(text, str) else None
+                if said is not None:
+                    self.event_latency.record(_micros(now - said.submitted))
+            return None
+        topic = message.get("topic")
+        if topic != me.room.topic:
+            return f"{me.name}: an event on {topic!r}, but its room is {me.room.topic!r}"
+        if isinstance(data, dict) and kind == "presence":
+            return self._on_presence(me, data)
+        if isinstance(data, dict) and kind == "message":
+            return self._on_message(me, data, now)
+        return f"{me.name}: an event on {topic} that is no message nor presence: {data!r:.80}"
+
+    def _on_presence(self, me: _Member, data: dict[str, Any]) -> str | None:
+        members = data.get("members")
+        if not _is_names(members) or len(set(members)) != len(members):
+            return f"{me.name}: a presence event with members {members!r:.80}"
+        me.presence = present = frozenset(members)
+        if me.name in present:
+            me.seen_self = True
+        elif me.seen_self and not me.leaving:
+            return f"{me.name}: a presence event of {me.room.name} without itself, still in it"
+        return None
+
+    def _on_message(self, me: _Member, data: dict[str, Any], now: float) -> str | None:
+        id, name, text = data.get("id"), data.get("name"), data.get("text")
+        if not isinstance(id, str) or not isinstance(name, str) or not isinstance(text, str):
+            return f"{me.name}: a malformed message event {data!r:.80}"
+        if id in me.got_ids:
+            return f"{me.name}: message {text!r:.60} (id {id}) arrived twice"
+        me.got_ids.add(id)
+        said = me.room.by_text.get(text)
+        if said is None:
+            return None  # said by someone else (another generator process): unknown times
+        if text in me.got:
+            return f"{me.name}: message {text!r:.60} arrived twice, the second time as {id}"
+        me.got.add(text)
+        self.event_latency.record(_micros(now - said.submitted))
+        sayer = said.user
+        problems: list[str] = []
+        if name != sayer.name:
+            problems.append(f"{text!r} arrived as said by {name!r}, not {sayer.name!r}")
+        if said.id is None:
+            said.id = id
+        elif said.id != id:
+            problems.append(f"{text!r} arrived with id {id!r}, not {said.id!r}")
+        last = me.last_turn.get(sayer.name, -1)
+        if said.turn <= last:
+            problems.append(f"{text!r} arrived after turn {last} of the same conversation")
+        else:
+            me.last_turn[sayer.name] = said.turn
+        latest = me.latest
+        if latest is not None and said.answered is not None and said.answered < latest.submitted:
+            problems.append(
+                f"{text!r} arrived after {latest.text!r}, which was sent after it was answered"
+            )
+        if latest is None or said.submitted > latest.submitted:
+            me.latest = said
+        if sayer is me:
+            me.confirmed = max(me.confirmed or said.submitted, said.submitted)
+            me.awaited.discard(text)
+            if not me.awaited:
+                me.caught_up.set()
+        if me.presence is not None and sayer.name not in me.presence:
+            blamed = sayer.blame(
+                f"{me.name} received {text!r} from {sayer.name} after a presence event of "
+                f"{me.room.name} that did not list {sayer.name}"
+            )
+            if blamed is not None:
+                problems.append(blamed)
+        return f"{me.name}: " + "; ".join(problems) if problems else None
+
+
+SCENARIOS: dict[str, type[Scenario]] = {
+    "chat": ChatScenario,
+    "score": ScoreScenario,
+    "rooms": RoomsScenario,
+}
 
 
 # -- the lean client -----------------------------------------------------------
@@ -416,6 +856,10 @@ class LeanConnection:
                 if not future.done():
                     future.set_exception(lost)
 
+    async def wait_closed(self) -> None:
+        """Return once the connection has closed, from either side."""
+        await asyncio.wait((self._reader,))
+
     async def close(self) -> None:
         self.closed = True
         with contextlib.suppress(Exception):
@@ -438,9 +882,12 @@ class Config:
     procs: int = 1
     check: bool = False
     turns: int = DEFAULT_TURNS
+    rooms: int | None = None  # rooms scenario; None: default_rooms(users)
     drain_timeout: float = DRAIN_TIMEOUT
     connect_timeout: float = CONNECT_TIMEOUT
     progress: bool = True
+    # Shared by the generator processes of one run; names its rooms.
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
 
 
 @dataclass
@@ -456,6 +903,9 @@ class Stats:
     checked: int = 0
     cpu_seconds: list[float] = field(default_factory=list)
     wall_seconds: float = 0.0
+    # Topic events received, and the latencies the scenario could time.
+    events: int = 0
+    event_latency: Histogram = field(default_factory=Histogram)
 
     def violation(self, text: str) -> None:
         self.violation_count += 1
@@ -473,6 +923,8 @@ class Stats:
         self.checked += other.checked
         self.cpu_seconds.extend(other.cpu_seconds)
         self.wall_seconds = max(self.wall_seconds, other.wall_seconds)
+        self.events += other.events
+        self.event_latency.merge(other.event_latency)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -485,6 +937,8 @@ class Stats:
             "checked": self.checked,
             "cpu_seconds": self.cpu_seconds,
             "wall_seconds": self.wall_seconds,
+            "events": self.events,
+            "event_latency": self.event_latency.to_dict(),
         }
 
     @classmethod
@@ -499,6 +953,8 @@ class Stats:
             checked=data["checked"],
             cpu_seconds=list(data["cpu_seconds"]),
             wall_seconds=data["wall_seconds"],
+            events=data["events"],
+            event_latency=Histogram.from_dict(data["event_latency"]),
         )
 
 
@@ -542,7 +998,14 @@ class LoadTest:
         self.scenario: Scenario | None = None
         self.custom: ModuleType | None = None
         if config.scenario in SCENARIOS:
-            self.scenario = SCENARIOS[config.scenario](Options(turns=config.turns))
+            rooms = config.rooms if config.rooms is not None else default_rooms(config.users)
+            options = Options(
+                turns=config.turns,
+                rooms=min(rooms, config.users),
+                check=config.check,
+                run_id=config.run_id,
+            )
+            self.scenario = SCENARIOS[config.scenario](options)
         else:
             self.custom = load_scenario_file(config.scenario)
         # Open loop: the seconds between two submits of one user.
@@ -612,6 +1075,8 @@ class LoadTest:
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)
         self._send_tick()
+        if self.scenario is not None:
+            self.stats.event_latency.merge(self.scenario.event_latency)
         wall = time.monotonic() - wall0
         self.stats.cpu_seconds = [time.process_time() - cpu0]
         self.stats.wall_seconds = wall
@@ -671,14 +1136,17 @@ class LoadTest:
                 continue
             failures = 0
             self.connected += 1
+            steps = self.scenario.conversation(index, number, rng)
             try:
-                steps = self.scenario.conversation(index, number, rng)
                 if self.interval:
                     await self._converse_open(conn, steps, schedule)
                 else:
                     await self._converse_closed(conn, steps)
             finally:
                 self.connected -= 1
+                # The scenario learns the conversation is over while its session still exists.
+                if isinstance(steps, Generator):
+                    steps.close()
                 await conn.close()
             number += 1
 
@@ -687,7 +1155,10 @@ class LoadTest:
         scenario = self.scenario
 
         def on_frame(msg: dict[str, Any]) -> None:
-            if msg.get("type") == "error":
+            kind = msg.get("type")
+            if kind == "event":
+                self.stats.events += 1
+            elif kind == "error":
                 self._error(str(msg.get("code")))
                 return
             problem = scenario.on_frame(index, msg)
@@ -711,15 +1182,18 @@ class LoadTest:
         self.stats.connect.record(_micros(time.perf_counter() - t0))
         return conn
 
-    async def _converse_closed(self, conn: LeanConnection, steps: Iterator[Step]) -> None:
+    async def _converse_closed(self, conn: LeanConnection, steps: Iterator[Step | Wait]) -> None:
         for step in steps:
             if self.stopping or conn.closed:
                 return
-            if not await self._submit(conn, step, time.perf_counter()):
+            if isinstance(step, Wait):
+                if not await self._wait(conn, step):
+                    return
+            elif not await self._submit(conn, step, time.perf_counter()):
                 return
 
     async def _converse_open(
-        self, conn: LeanConnection, steps: Iterator[Step], schedule: list[float]
+        self, conn: LeanConnection, steps: Iterator[Step | Wait], schedule: list[float]
     ) -> None:
         in_flight: set[asyncio.Task[bool]] = set()
         loop = asyncio.get_running_loop()
@@ -727,6 +1201,14 @@ class LoadTest:
         offset = time.perf_counter() - time.monotonic()
         try:
             for step in steps:
+                if isinstance(step, Wait):
+                    if in_flight:
+                        await asyncio.gather(*in_flight, return_exceptions=True)
+                    if self.stopping or conn.closed or not await self._wait(conn, step):
+                        return
+                    # The pause is not the server's latency: the schedule resumes from now.
+                    schedule[0] = max(schedule[0], time.monotonic())
+                    continue
                 due = await self._pace(schedule)
                 if self.stopping or conn.closed:
                     return
@@ -741,6 +1223,8 @@ class LoadTest:
 
     async def _submit(self, conn: LeanConnection, step: Step, t0: float) -> bool:
         """Run one step; False when the connection is gone."""
+        if step.sent is not None:
+            step.sent(time.perf_counter())
         try:
             reply = await conn.submit(step.fn, step.data)
         except ConnectionLost:
@@ -749,6 +1233,8 @@ class LoadTest:
         except asyncio.CancelledError:
             self._lost(conn, step, "no reply before the drain timeout")
             raise
+        if step.done is not None:
+            step.done(reply)
         if reply["type"] == "result":
             self._ok(time.perf_counter() - t0)
             if self.config.check and step.check is not None:
@@ -761,9 +1247,34 @@ class LoadTest:
         return True
 
     def _lost(self, conn: LeanConnection, step: Step, why: str) -> None:
+        if step.done is not None:
+            step.done(None)
         self._error("lost")
         if self.config.check:
             self._violation(f"session {conn.session[:8]}: a {step.fn} submit got no reply: {why}")
+
+    async def _wait(self, conn: LeanConnection, wait: Wait) -> bool:
+        """Pause for ``wait`` (at most the drain timeout); False when the connection closed."""
+        if not wait.ready.is_set():
+            ready = asyncio.ensure_future(wait.ready.wait())
+            closed = asyncio.ensure_future(conn.wait_closed())
+            try:
+                await asyncio.wait(
+                    (ready, closed),
+                    timeout=self.config.drain_timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                ready.cancel()
+                closed.cancel()
+        if conn.closed:
+            return False
+        if not wait.ready.is_set() and self.config.check:
+            self._violation(
+                f"session {conn.session[:8]}: {wait.missing()} "
+                f"(waited {self.config.drain_timeout:g} s)"
+            )
+        return True
 
     # -- custom scenarios ----------------------------------------------------
 
@@ -1143,6 +1654,14 @@ class Result:
             "connect_ms": s.connect.summary_ms(50, 90, 99),
             "generator_cpu_percent": self.cpu_percent,
             "generator_saturated": self.saturated,
+            "events": {
+                "count": s.events,
+                "per_s": round(s.events / self.elapsed, 1),
+                # From a say's submit to its event at a receiver (rooms; the messages
+                # of users in the same generator process).
+                "timed": s.event_latency.count,
+                "latency_ms": s.event_latency.summary_ms(50, 90, 99),
+            },
             "check": {
                 "enabled": self.config.check,
                 "results_checked": s.checked,
@@ -1168,8 +1687,21 @@ class Result:
             f"{lat['p90']:>10.2f}{lat['p99']:>10.2f}{lat['max']:>10.2f}",
             f"{'connects':10}{s.connect.count:>9}{s.connect.count / self.elapsed:>10.1f}"
             f"{con['p50']:>10.2f}{con['p90']:>10.2f}{con['p99']:>10.2f}{con['max']:>10.2f}",
-            "",
         ]
+        if s.events:
+            ev = s.event_latency.summary_ms(50, 90, 99)
+            timed = (
+                f"{ev['p50']:>10.2f}{ev['p90']:>10.2f}{ev['p99']:>10.2f}{ev['max']:>10.2f}"
+                if s.event_latency.count
+                else ""
+            )
+            lines.append(f"{'events':10}{s.events:>9}{s.events / self.elapsed:>10.1f}{timed}")
+        lines.append("")
+        if s.event_latency.count:
+            lines.append(
+                f"events: topic events received; latency from a say's submit to its event, "
+                f"over {s.event_latency.count} timed"
+            )
         if s.errors:
             detail = ", ".join(f"{code} {n}" for code, n in s.errors.most_common())
             lines.append(f"errors: {sum(s.errors.values())} ({detail})")
@@ -1278,12 +1810,21 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "--turns",
         type=_positive_int,
         default=DEFAULT_TURNS,
-        help=f"chat: messages per conversation before reconnecting (default {DEFAULT_TURNS})",
+        help=f"chat, rooms: messages per conversation before reconnecting "
+        f"(default {DEFAULT_TURNS})",
+    )
+    parser.add_argument(
+        "--rooms",
+        type=_positive_int,
+        default=None,
+        help=f"rooms: chat rooms the users are spread over "
+        f"(default one per {USERS_PER_ROOM} users)",
     )
     parser.add_argument(
         "--check",
         action="store_true",
         help="verify every reply: ids match, histories hold exactly what each session sent; "
+        "rooms: every message reaches every member, once and in order, presence is right; "
         "exit non-zero on any violation",
     )
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT")
@@ -1294,7 +1835,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "--drain-timeout",
         type=_non_negative_float,
         default=DRAIN_TIMEOUT,
-        help=f"seconds in-flight submits may take after the end (default {DRAIN_TIMEOUT:g})",
+        help=f"seconds in-flight submits may take after the end; rooms --check: also how "
+        f"long a user waits for its own messages to come back as events "
+        f"(default {DRAIN_TIMEOUT:g})",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser
@@ -1345,6 +1888,7 @@ def run_cli(args: argparse.Namespace) -> int:
         procs=min(args.procs, args.users),
         check=args.check,
         turns=args.turns,
+        rooms=args.rooms,
         drain_timeout=args.drain_timeout,
         progress=not args.quiet,
     )
