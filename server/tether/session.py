@@ -151,7 +151,9 @@ class Session:
         now = self._loop.time()
         self.last_active = now
         self._bucket = TokenBucket(settings.submit_rate, settings.submit_burst, now)
-        self._strikes = TokenBucket(settings.submit_rate, settings.flood_limit, now)
+        # Rate-limited messages forgiven over time; made at the first one (until
+        # then it would be full anyway).
+        self._strikes: TokenBucket | None = None
 
     # -- state -----------------------------------------------------------
 
@@ -206,6 +208,8 @@ class Session:
             self.unsubscribe_server_side(message.topic)  # type: ignore[union-attr]
 
     def _rate_limited(self, payload: str | bytes, now: float) -> None:
+        if self._strikes is None:
+            self._strikes = TokenBucket(self.settings.submit_rate, self.settings.flood_limit, now)
         if not self._strikes.take(now):
             self._flooded = True
             log.warning("closing session %s: it keeps flooding", self.id)

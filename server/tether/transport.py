@@ -583,6 +583,12 @@ class Server:
         self.counter.add(address)
         try:
             await ws.prepare(request)
+        except ConnectionError as exc:
+            # The client went away during the handshake: nothing to serve, and
+            # nothing worth a traceback.
+            self.counter.remove(address)
+            log.debug("a client left during the handshake: %r", exc)
+            return ws
         except BaseException:
             self.counter.remove(address)
             raise
@@ -590,7 +596,8 @@ class Server:
         assert task is not None
         self._handlers.add(task)
         conn = Connection(ws, settings, request.transport)
-        query = request.query if request.query_string else _NO_QUERY
+        # (request.query is a parsed copy kept as long as the request: only if needed.)
+        query = request.query if "?" in request.raw_path else _NO_QUERY
         deltas = query.get("deltas", "") in ("1", "true")
         token = query.get("resume", "")
         del query
@@ -632,14 +639,13 @@ class Server:
                 session.load_record(record)
                 self._save_soon(session)
                 record = None
-            receive = session.receive
             loop = asyncio.get_running_loop()
             while True:
                 # (Not ``async for``: its __anext__ is one more frame per idle connection.)
                 msg = await ws.receive()
                 kind = msg.type
                 if kind is WSMsgType.TEXT:
-                    receive(msg.data)
+                    session.receive(msg.data)
                 elif kind is WSMsgType.PONG:
                     conn.heard_at = loop.time()
                 elif kind is WSMsgType.PING:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import socket
+import struct
 import threading
 import time
 from typing import Any
@@ -235,3 +238,38 @@ async def test_a_session_that_sends_nothing_is_closed_with_4001_after_the_idle_t
     async with tether.connect(srv.ws_url, keepalive=0.1) as c:  # pings keep it alive
         await asyncio.sleep(1.0)
         assert await c.submit("echo", 3) == 3
+
+
+async def test_a_client_that_leaves_during_the_handshake_costs_no_traceback_and_no_slot(
+    serve_app, caplog
+):
+    app = small_app()
+    entered = threading.Event()
+
+    @app.authenticate
+    async def slow(request):
+        entered.set()
+        await asyncio.sleep(0.5)  # the client is gone by the time the upgrade is written
+        return "someone"
+
+    srv = serve_app(app)
+    caplog.set_level(logging.DEBUG)
+    request = (
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    for _ in range(3):
+        entered.clear()
+        sock = socket.create_connection(("127.0.0.1", srv.port))
+        sock.sendall(request)
+        assert await asyncio.to_thread(entered.wait, 10)
+        # Reset, not a polite FIN: the server's write of the 101 fails.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        await asyncio.sleep(0.7)
+    assert srv.call(lambda: srv.server.counter.total) == 0
+    async with tether.connect(srv.ws_url) as c:
+        assert await c.submit("echo", 7) == 7
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]
