@@ -74,6 +74,8 @@ def sizes(quick: bool) -> dict[str, Any]:
             "subscribers": 50,
             "fanout_rounds": 2,
             "wire_turns": [1, 10],
+            "latency_users": 10,
+            "latency_rates": [200],
         }
     return {
         "rounds": 3,
@@ -86,6 +88,8 @@ def sizes(quick: bool) -> dict[str, Any]:
         "subscribers": 10000,
         "fanout_rounds": 5,
         "wire_turns": [1, 100, 1000],
+        "latency_users": 100,
+        "latency_rates": [2000, 5000],
     }
 
 
@@ -104,8 +108,11 @@ def log(text: str) -> None:
 # -- throughput ------------------------------------------------------------------
 
 
-def loadtest(url: str, users: int, seconds: float, turns: int) -> dict[str, Any]:
-    """One row: the real `tether loadtest` in its own process, on the generator core."""
+def loadtest(
+    url: str, users: int, seconds: float, turns: int, rate: float | None = None
+) -> dict[str, Any]:
+    """One row: the real `tether loadtest` in its own process, on the generator core
+    (closed loop; open loop at ``rate`` submits/s in all if given)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [
@@ -113,6 +120,8 @@ def loadtest(url: str, users: int, seconds: float, turns: int) -> dict[str, Any]
             "--users", str(users), "--duration", str(seconds), "--scenario", "chat",
             "--turns", str(turns), "--quiet", "--json", str(out),
         ]  # fmt: skip
+        if rate:
+            cmd += ["--rate", str(rate)]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         servers.pin(proc.pid, GENERATOR_CPU)
         try:
@@ -128,6 +137,7 @@ def loadtest(url: str, users: int, seconds: float, turns: int) -> dict[str, Any]
         "throughput": result["throughput"],
         "p50_ms": result["latency_ms"]["p50"],
         "p99_ms": result["latency_ms"]["p99"],
+        "max_ms": result["latency_ms"]["max"],
         "errors": result["error_count"],
         "error_codes": result["errors"],
         "generator_cpu_percent": result["generator_cpu_percent"][0],
@@ -156,6 +166,63 @@ def throughput(size: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
             for server in running.values():
                 server.stop()
     return {"rows": rows, "summary": summarize(rows, kinds, size["concurrency"])}
+
+
+def latency(size: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
+    """Latency below saturation: open loop at fixed rates that every server can carry.
+
+    At saturation a closed loop's latency is set by its concurrency (Little's law:
+    mean latency = C / throughput), so the throughput rows cannot say how fast a
+    submit is answered; these rows can.
+    """
+    rows: list[dict[str, Any]] = []
+    users = size["latency_users"]
+    for r in range(size["rounds"]):
+        running = {kind: servers.start(kind) for kind in kinds}
+        try:
+            for ri, rate in enumerate(size["latency_rates"]):
+                shift = (r + ri) % len(kinds)
+                for kind in kinds[shift:] + kinds[:shift]:
+                    row = loadtest(running[kind].url, users, size["seconds"], size["turns"], rate)
+                    row.update(round=r, server=kind, rate=rate, clients=users)
+                    rows.append(row)
+                    log(
+                        f"round {r + 1}/{size['rounds']}  {rate:>6} submits/s {kind:18} "
+                        f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  "
+                        f"max {row['max_ms']:7.2f} ms  (carried {row['throughput']:.0f}/s)"
+                    )
+        finally:
+            for server in running.values():
+                server.stop()
+    return {"rows": rows, "summary": summarize_latency(rows, kinds, size["latency_rates"])}
+
+
+def summarize_latency(
+    rows: list[dict[str, Any]], kinds: list[str], rates: list[float]
+) -> list[dict[str, Any]]:
+    out = []
+    for rate in rates:
+        medians: dict[str, dict[str, Any]] = {}
+        for kind in kinds:
+            mine = [r for r in rows if r["server"] == kind and r["rate"] == rate]
+            if not mine:
+                continue
+            medians[kind] = {
+                "rate": rate,
+                "server": kind,
+                "carried": round(statistics.median(r["throughput"] for r in mine), 1),
+                **{
+                    k: round(statistics.median(r[k] for r in mine), 3)
+                    for k in ("p50_ms", "p99_ms", "max_ms")
+                },
+                "errors": sum(r["errors"] for r in mine),
+            }
+        base = medians.get("baseline-inline")
+        for entry in medians.values():
+            if base and base["p99_ms"] > 0:
+                entry["p99_vs_baseline-inline"] = round(entry["p99_ms"] / base["p99_ms"], 2)
+            out.append(entry)
+    return out
 
 
 def summarize(rows: list[dict[str, Any]], kinds: list[str], levels: list[int]) -> list[Any]:
@@ -750,6 +817,27 @@ def _throughput_md(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _latency_md(results: dict[str, Any]) -> list[str]:
+    size = results["sizes"]
+    lines = [
+        f"Latency below saturation: the same chat, open loop (`--rate`) with "
+        f"{size['latency_users']} sessions at fixed total rates every server carries, "
+        f"{size['seconds']:g} s per row, median of {size['rounds']} alternating round(s). "
+        "(At saturation, a closed loop's latency is its concurrency over its throughput, "
+        "whatever the server.)",
+        "",
+        "| submits/s | server | carried/s | p50 ms | p99 ms | max ms | p99 ÷ baseline-inline |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for e in results["latency"]["summary"]:
+        err = f", {e['errors']} errors" if e["errors"] else ""
+        lines.append(
+            f"| {e['rate']:g} | {e['server']}{err} | {e['carried']:.0f} | {e['p50_ms']:.2f} | "
+            f"{e['p99_ms']:.2f} | {e['max_ms']:.2f} | {e.get('p99_vs_baseline-inline', '')} |"
+        )
+    return lines
+
+
 def _memory_md(results: dict[str, Any]) -> list[str]:
     mem = results["memory"]
     lines = ["Idle memory per session (server RSS growth / sessions):", ""]
@@ -831,6 +919,7 @@ def _cold_start_md(results: dict[str, Any]) -> list[str]:
 # The sections of a run, in the order they run and are shown.
 RENDERERS = {
     "throughput": _throughput_md,
+    "latency": _latency_md,
     "memory": _memory_md,
     "fanout": _fanout_md,
     "wire": _wire_md,
@@ -903,7 +992,8 @@ def main() -> int:
         "notes": [
             "The machine is shared with other work; figures are noisy.",
             "Servers pinned to one core; load generator and session holders to the other.",
-            "Fan-out times compare time.monotonic() across processes (system-wide on Linux).",
+            "Fan-out times compare the client's time.time() at the submit with the kernel's "
+            "receive timestamps of the subscribers' sockets (one CLOCK_REALTIME).",
         ],
     }
     if args.only:
@@ -913,6 +1003,8 @@ def main() -> int:
             continue
         if section == "throughput":
             results["throughput"] = throughput(size, [*BASELINES, *TETHERS])
+        elif section == "latency":
+            results["latency"] = latency(size, [*BASELINES, *TETHERS])
         elif section == "memory":
             results["memory"] = memory(size, ["baseline-inline", "tether-sync"], fd_limit)
         elif section == "fanout":

@@ -31,6 +31,12 @@ def test_the_quick_benchmark_measures_every_server_and_writes_its_results(tmp_pa
         assert entry["p50_ms"] <= entry["p99_ms"]
         assert entry["vs_baseline-inline"] > 0
 
+    latency = {(e["server"], e["rate"]): e for e in results["latency"]["summary"]}
+    assert set(latency) == {(s, r) for s in servers for r in results["sizes"]["latency_rates"]}
+    for entry in latency.values():
+        assert entry["carried"] > 0 and entry["errors"] == 0
+        assert entry["p50_ms"] <= entry["p99_ms"] <= entry["max_ms"]
+
     memory = results["memory"]
     assert set(memory["servers"]) == {"baseline-inline", "tether-sync"}
     for data in memory["servers"].values():
@@ -58,6 +64,7 @@ def test_the_quick_benchmark_measures_every_server_and_writes_its_results(tmp_pa
     assert results["versions"]["tether"]
     # The summary printed is the table that `make bench` puts in bench/README.md.
     assert "| C | server | submits/s |" in proc.stdout
+    assert "| submits/s | server | carried/s | p50 ms | p99 ms |" in proc.stdout
     assert "Idle memory per session" in proc.stdout
     assert "| server | subscribers | first ms | median ms | last ms |" in proc.stdout
     assert "| turn | full bytes | delta bytes | delta ÷ full |" in proc.stdout
