@@ -73,9 +73,15 @@ async def test_calls_made_one_after_another_never_wait_for_the_stall_check():
     # Each call finds the worker just going idle: the race the worker's second
     # look closes. A stranded call would wait the 60 s stall period.
     pool = BatchPool(2, stall=60)
+
+    async def caller(k: int) -> None:
+        for i in range(1000):
+            assert await asyncio.wait_for(pool.run(int, i + k), 30) == i + k
+
     try:
-        for i in range(2000):
-            assert await asyncio.wait_for(pool.run(int, i), 30) == i
+        await caller(0)
+        # Several callers: both workers come and go while calls keep arriving.
+        await asyncio.gather(*(caller(k) for k in range(4)))
     finally:
         pool.shutdown()
 

@@ -135,16 +135,16 @@ class BatchPool:
                 try:
                     future, fn, args = pending.popleft()
                 except IndexError:
+                    # Look again under the lock that _flush reads ``_active``
+                    # under: a call queued before that read is seen here, and
+                    # one queued after it finds us idle and wakes us.
                     with lock:
+                        if pending:
+                            continue
                         self._active -= 1
-                    # A call queued just before that decrement found us active
-                    # and woke nobody: look once more.
-                    if not pending:
-                        break
-                    with lock:
-                        self._active += 1
-                    continue
-                self._taken += 1
+                        self._idle += 1
+                    break
+                self._taken += 1  # (racy between workers; the stall check needs "changed")
                 result: Any = None
                 error: BaseException | None = None
                 if not future.cancelled():
@@ -154,8 +154,6 @@ class BatchPool:
                         error = exc
                 self._hand_back(future, result, error)
                 del future, fn, args, result, error
-            with lock:
-                self._idle += 1
             if not self._wake.get():
                 return  # shutdown
 
