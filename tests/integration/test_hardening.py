@@ -229,6 +229,26 @@ async def test_a_client_that_answers_pings_stays_connected(serve_app):
         assert await c.submit("echo", 1) == 1
 
 
+async def test_a_client_that_keeps_talking_is_never_pinged_and_a_silent_one_is(serve_app):
+    # Any message counts as a sign of life: pings only go to silent connections.
+    srv = serve_app(small_app(), ping_interval=0.2, pong_timeout=5)
+    async with aiohttp.ClientSession() as http:
+        talker = await http.ws_connect(srv.ws_url, autoping=False)
+        silent = await http.ws_connect(srv.ws_url, autoping=False)
+        await receive(talker)
+        await receive(silent)
+        for i in range(20):  # 1 s of a message every 50 ms
+            await talker.send_str(orjson.dumps({"type": "ping", "id": i}).decode())
+            assert (await receive(talker))["type"] == "pong"
+            await asyncio.sleep(0.05)
+        msg = await asyncio.wait_for(silent.receive(), 10)
+        assert msg.type is aiohttp.WSMsgType.PING
+        await silent.pong(msg.data)
+        assert srv.call(lambda: len(srv.server.sessions)) == 2
+        await talker.close()
+        await silent.close()
+
+
 async def test_a_session_that_sends_nothing_is_closed_with_4001_after_the_idle_timeout(serve_app):
     srv = serve_app(small_app(), idle_timeout=0.4, ping_interval=0)
     async with aiohttp.ClientSession() as http:
