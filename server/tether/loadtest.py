@@ -1745,6 +1745,9 @@ def plot(result: Result, path: str) -> None:
     bottom.set_ylabel("latency (ms)")
     bottom.set_xlabel("seconds")
     bottom.legend()
+    for axes in (top, bottom):
+        axes.set_ylim(bottom=0)  # from zero: a wiggle should look like one
+        axes.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
