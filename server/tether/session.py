@@ -27,6 +27,7 @@ from .context import Context, _current
 from .deltas import DeltaEncoder
 from .hub import Hub
 from .limits import TokenBucket
+from .metrics import Metrics
 from .protocol import (
     Cancel,
     Close,
@@ -80,6 +81,7 @@ class Session:
         "_inflight_at_resume",
         "_loop",
         "_loop_thread",
+        "_metrics",
         "_replay",
         "_results_bytes",
         "_runner",
@@ -116,6 +118,7 @@ class Session:
         client: str | None = None,
         identity: Any = None,
         close: Callable[[int, str], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = id or new_session_id()
         self.resume_token = secrets.token_urlsafe(16)
@@ -147,6 +150,7 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._close_connection = close
+        self._metrics = metrics
         self._flooded = False
         now = self._loop.time()
         self.last_active = now
@@ -193,6 +197,7 @@ class Session:
                 max_topic_length=self.settings.max_topic_length,
             )
         except RemoteProtocolError as exc:
+            self._count_refused(exc.code)
             self._send(exc.reply())
             return
         kind = type(message)
@@ -207,12 +212,23 @@ class Session:
         elif kind is Unsubscribe:
             self.unsubscribe_server_side(message.topic)  # type: ignore[union-attr]
 
+    def _count_refused(self, code: str) -> None:
+        if self._metrics is not None:
+            self._metrics.refused[code] += 1
+
+    def _refuse(self, id: SubmitId, code: str, message: str) -> None:
+        """Answer a message with an error before anything ran (and count it)."""
+        self._count_refused(code)
+        self._send(encode_error(id, code, message))
+
     def _rate_limited(self, payload: str | bytes, now: float) -> None:
         if self._strikes is None:
             self._strikes = TokenBucket(self.settings.submit_rate, self.settings.flood_limit, now)
         if not self._strikes.take(now):
             self._flooded = True
             log.warning("closing session %s: it keeps flooding", self.id)
+            if self._metrics is not None:
+                self._metrics.closed["flooding"] += 1
             if self._close_connection is not None:
                 self._close_connection(Close.POLICY_VIOLATION, "flooding: too many messages")
             return
@@ -222,6 +238,7 @@ class Session:
         except orjson.JSONDecodeError:
             id = None
         retry = round(self._bucket.retry_after(), 3)
+        self._count_refused(Code.RATE_LIMITED)
         self._send(
             orjson.dumps(
                 {
@@ -249,34 +266,31 @@ class Session:
                     return  # still running: its answer goes to the new connection
         function = self.app.functions.get(msg.fn)
         if function is None:
-            self._send(encode_error(msg.id, Code.UNKNOWN_FN, f"no function named {msg.fn[:64]!r}"))
+            self._refuse(msg.id, Code.UNKNOWN_FN, f"no function named {msg.fn[:64]!r}")
             return
         if msg.id in self.tasks:
-            self._send(
-                encode_error(msg.id, Code.DUPLICATE_ID, f"submit {msg.id!r} is still in flight")
-            )
+            self._refuse(msg.id, Code.DUPLICATE_ID, f"submit {msg.id!r} is still in flight")
             return
         if self.closed:
-            self._send(encode_error(msg.id, Code.SHUTTING_DOWN, "the session is closing"))
+            self._refuse(msg.id, Code.SHUTTING_DOWN, "the session is closing")
             return
         if len(self.tasks) >= self.settings.max_pending_per_session:
-            self._send(
-                encode_error(
-                    msg.id,
-                    Code.TOO_MANY_PENDING,
-                    f"this session already has {len(self.tasks)} submits in flight "
-                    f"(the limit is {self.settings.max_pending_per_session}); "
-                    "wait for some results",
-                )
+            self._refuse(
+                msg.id,
+                Code.TOO_MANY_PENDING,
+                f"this session already has {len(self.tasks)} submits in flight "
+                f"(the limit is {self.settings.max_pending_per_session}); "
+                "wait for some results",
             )
             return
         try:
             args = function.check_arguments(msg.data)
         except BadValue as exc:
-            self._send(encode_error(msg.id, Code.BAD_ARGUMENTS, str(exc)))
+            self._refuse(msg.id, Code.BAD_ARGUMENTS, str(exc))
             return
         gate = self._gate(function)
         if gate.full():
+            self._count_refused(Code.QUEUE_FULL)
             self._send(self._queue_full(msg.id, function, gate))
             return
 
@@ -330,9 +344,11 @@ class Session:
     def subscribe(self, topic: str) -> None:
         """A client's subscription: only to topics the app allows."""
         if not self.app.topic_allowed(topic):
+            self._count_refused(Code.FORBIDDEN_TOPIC)
             self._send(_topic_error(topic, Code.FORBIDDEN_TOPIC, "you may not subscribe to it"))
             return
         if topic not in self.topics and len(self.topics) >= self.settings.max_subscriptions:
+            self._count_refused(Code.TOO_MANY_SUBSCRIPTIONS)
             self._send(
                 _topic_error(
                     topic,
@@ -365,6 +381,8 @@ class Session:
         waits: list[asyncio.Future[None]],
         done: asyncio.Future[None] | None,
     ) -> None:
+        start = self._loop.time()
+        outcome: str = Code.INTERNAL
         try:
             for tail in waits:
                 # Shielded: cancelling this submit must not cancel the one it waits for.
@@ -376,12 +394,16 @@ class Session:
             finally:
                 gate.release()
             self._finish(id, frame)
+            outcome = _outcome(frame)
         except QueueFull:
+            outcome = Code.QUEUE_FULL
             self._finish(id, self._queue_full(id, function, gate))
         except asyncio.CancelledError:
             if id in self._cancelling and not self._ended:
+                outcome = Code.CANCELLED
                 self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
                 return  # our own cancellation: it ends here
+            outcome = Code.SHUTTING_DOWN
             self._send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
             raise
         except Exception:
@@ -390,6 +412,8 @@ class Session:
         finally:
             del self.tasks[id]
             self._cancelling.pop(id, None)
+            if self._metrics is not None:
+                self._metrics.finished(function.name, outcome, self._loop.time() - start)
             if done is not None:
                 self._release_slots(function, done, waits)
 
@@ -599,6 +623,14 @@ class Session:
         tasks = list(self.tasks.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
+
+
+def _outcome(frame: bytes) -> str:
+    """``ok`` for a result frame, else the error frame's code."""
+    if frame.startswith(b'{"type":"result"'):
+        return "ok"
+    code = orjson.loads(frame).get("code")
+    return code if isinstance(code, str) else Code.INTERNAL
 
 
 def _discard(frame: bytes) -> None:

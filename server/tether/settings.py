@@ -164,6 +164,12 @@ class Settings:
         "the TCP connection.",
         5.0,
     )
+    metrics: bool = _doc(
+        "Serve Prometheus metrics at `/metrics` (submits by function and outcome, their "
+        "durations, refusals, sessions, queues; needs prometheus-client: "
+        "`pip install 'tether[metrics]'`, else `/metrics` answers 501).",
+        True,
+    )
     listen_backlog: int = _doc(
         "Connections the kernel queues before the server accepts them (capped by "
         "`net.core.somaxconn`); too small, and a burst of connects is refused or retried.",

@@ -25,6 +25,8 @@ from aiohttp import WSMsgType, web
 from .app import App, Function, Refused, _Default
 from .hub import Hub
 from .limits import AddressCounter, origin_allowed
+from .metrics import Metrics, exposition
+from .metrics import available as metrics_available
 from .protocol import Close, Code, encode_error, encode_welcome
 from .queue import Gate
 from .redis_bridge import RedisBridge
@@ -99,6 +101,7 @@ class Connection:
         "closed_by_server",
         "dead",
         "heard_at",
+        "metrics",
         "ping_at",
         "requested_close",
         "ws",
@@ -126,6 +129,7 @@ class Connection:
         self.closed = False
         # Keepalive (see Server._sweep): when a pong last came, when the
         # unanswered ping went out (0: none), and whether the peer was given up.
+        self.metrics: Metrics | None = None
         self.heard_at = asyncio.get_running_loop().time()
         self.ping_at = 0.0
         self.dead = False
@@ -153,6 +157,8 @@ class Connection:
             queue = self._queue = deque()
         if len(queue) >= self._max_messages or self._bytes + len(frame) > self._max_bytes:
             log.warning("closing a slow consumer: its send queue is full")
+            if self.metrics is not None:
+                self.metrics.closed["slow_consumer"] += 1
             self.abort(Close.SLOW_CONSUMER, "send queue full")
             return
         queue.append(frame)
@@ -300,11 +306,14 @@ class Server:
         self._connections: dict[str, Connection] = {}
         self._handlers: set[asyncio.Task[Any]] = set()
         self._gate_of = self.gate  # one bound method for every session
+        self.metrics = Metrics()
         self.stopping = False
         self.web = web.Application()
         self.web.router.add_get("/ws", self._websocket)
         self.web.router.add_get("/healthz", self._healthz)
         self.web.router.add_get("/readyz", self._readyz)
+        if self.settings.metrics:
+            self.web.router.add_get("/metrics", self._metrics)
         self.web.router.add_get("/", self._index)
         self.web.router.add_static("/static/", static_dir(), show_index=False)
         self.web.on_startup.append(self._on_startup)
@@ -356,6 +365,7 @@ class Server:
                 if session is None or conn.closed:
                     continue
                 if idle_timeout > 0 and session.last_active < now - idle_timeout:
+                    self.metrics.closed["idle"] += 1
                     conn.abort(Close.IDLE, "idle timeout")
                     continue
                 if interval <= 0:
@@ -366,6 +376,7 @@ class Server:
                         conn.ping_at = 0.0  # answered
                     elif now - conn.ping_at >= pong_timeout:
                         log.info("dropping session %s: no pong in %g s", session_id, pong_timeout)
+                        self.metrics.closed["no_pong"] += 1
                         conn.give_up()
                         continue
                 if not conn.ping_at and now - heard >= interval:
@@ -525,6 +536,27 @@ class Server:
             body["status"] = "stopping"
         return web.json_response(body, status=200 if ready else 503)
 
+    async def _metrics(self, _: web.Request) -> web.Response:
+        """Prometheus text exposition (501 without prometheus-client)."""
+        if not metrics_available():
+            return web.Response(
+                status=501,
+                text="metrics need prometheus-client: pip install 'tether[metrics]'\n",
+            )
+        body, content_type = exposition(self.metrics, self._gauges)
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = content_type
+        return response
+
+    def _gauges(self) -> dict[str, Any]:
+        return {
+            "sessions": len(self.sessions),
+            "parked": len(self.parked),
+            "connections": len(self._connections),
+            "topics": self.hub.topic_count(),
+            "functions": {f.name: (g.running, len(g)) for f, g in self._gates.items()},
+        }
+
     async def _index(self, _: web.Request) -> web.StreamResponse:
         return web.FileResponse(static_dir() / "index.html")
 
@@ -596,6 +628,7 @@ class Server:
         assert task is not None
         self._handlers.add(task)
         conn = Connection(ws, settings, request.transport)
+        conn.metrics = self.metrics
         # (request.query is a parsed copy kept as long as the request: only if needed.)
         query = request.query if "?" in request.raw_path else _NO_QUERY
         deltas = query.get("deltas", "") in ("1", "true")
@@ -621,6 +654,7 @@ class Server:
                 identity=identity,
                 close=conn.request_close,
                 id=record.get("id") if record else None,
+                metrics=self.metrics,
             )
             resumed = record is not None
         if settings.resume_grace > 0 and self.app.store.backend.shared:
