@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,26 +146,62 @@ def loadtest(
     }
 
 
-def throughput(size: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
+def alternating_rounds(
+    size: dict[str, Any],
+    kinds: list[str],
+    key: str,
+    levels: list[Any],
+    row_at: Callable[[str, Any], dict[str, Any]],
+    describe: Callable[[dict[str, Any]], str],
+) -> list[dict[str, Any]]:
+    """Every server at every level, in ``size["rounds"]`` rounds; each round starts
+    the servers afresh and rotates their order per level. ``row_at(url, level)``
+    measures one row, which gets ``round``, ``server`` and ``key`` = level."""
     rows: list[dict[str, Any]] = []
     for r in range(size["rounds"]):
         running = {kind: servers.start(kind) for kind in kinds}
         try:
-            for ci, c in enumerate(size["concurrency"]):
-                shift = (r + ci) % len(kinds)
+            for li, level in enumerate(levels):
+                shift = (r + li) % len(kinds)
                 for kind in kinds[shift:] + kinds[:shift]:
-                    row = loadtest(running[kind].url, c, size["seconds"], size["turns"])
-                    row.update(round=r, server=kind, clients=c)
+                    row = row_at(running[kind].url, level)
+                    row.update({"round": r, "server": kind, key: level})
                     rows.append(row)
-                    log(
-                        f"round {r + 1}/{size['rounds']}  C={c:<5} {kind:18} "
-                        f"{row['throughput']:9.0f} submits/s  p50 {row['p50_ms']:7.2f} ms  "
-                        f"p99 {row['p99_ms']:7.2f} ms  generator CPU "
-                        f"{row['generator_cpu_percent']:.0f}%"
-                    )
+                    log(f"round {r + 1}/{size['rounds']}  {describe(row)}")
         finally:
             for server in running.values():
                 server.stop()
+    return rows
+
+
+def by_level(
+    rows: list[dict[str, Any]], kinds: list[str], key: str, levels: list[Any]
+) -> Iterator[tuple[Any, dict[str, list[dict[str, Any]]]]]:
+    """For each level, the rows of each server that has any there."""
+    for level in levels:
+        found = {
+            kind: [r for r in rows if r["server"] == kind and r[key] == level] for kind in kinds
+        }
+        yield level, {kind: mine for kind, mine in found.items() if mine}
+
+
+def median(mine: list[dict[str, Any]], field: str, digits: int = 3) -> float:
+    return round(statistics.median(r[field] for r in mine), digits)
+
+
+def throughput(size: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
+    rows = alternating_rounds(
+        size,
+        kinds,
+        "clients",
+        size["concurrency"],
+        lambda url, c: loadtest(url, c, size["seconds"], size["turns"]),
+        lambda row: (
+            f"C={row['clients']:<5} {row['server']:18} "
+            f"{row['throughput']:9.0f} submits/s  p50 {row['p50_ms']:7.2f} ms  "
+            f"p99 {row['p99_ms']:7.2f} ms  generator CPU {row['generator_cpu_percent']:.0f}%"
+        ),
+    )
     return {"rows": rows, "summary": summarize(rows, kinds, size["concurrency"])}
 
 
@@ -175,48 +212,43 @@ def latency(size: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
     mean latency = C / throughput), so the throughput rows cannot say how fast a
     submit is answered; these rows can.
     """
-    rows: list[dict[str, Any]] = []
     users = size["latency_users"]
-    for r in range(size["rounds"]):
-        running = {kind: servers.start(kind) for kind in kinds}
-        try:
-            for ri, rate in enumerate(size["latency_rates"]):
-                shift = (r + ri) % len(kinds)
-                for kind in kinds[shift:] + kinds[:shift]:
-                    row = loadtest(running[kind].url, users, size["seconds"], size["turns"], rate)
-                    row.update(round=r, server=kind, rate=rate, clients=users)
-                    rows.append(row)
-                    log(
-                        f"round {r + 1}/{size['rounds']}  {rate:>6} submits/s {kind:18} "
-                        f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  "
-                        f"max {row['max_ms']:7.2f} ms  (carried {row['throughput']:.0f}/s)"
-                    )
-        finally:
-            for server in running.values():
-                server.stop()
+    rows = alternating_rounds(
+        size,
+        kinds,
+        "rate",
+        size["latency_rates"],
+        lambda url, rate: {
+            **loadtest(url, users, size["seconds"], size["turns"], rate),
+            "clients": users,
+        },
+        lambda row: (
+            f"{row['rate']:>6} submits/s {row['server']:18} "
+            f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  "
+            f"max {row['max_ms']:7.2f} ms  (carried {row['throughput']:.0f}/s)"
+        ),
+    )
     return {"rows": rows, "summary": summarize_latency(rows, kinds, size["latency_rates"])}
 
 
 def summarize_latency(
     rows: list[dict[str, Any]], kinds: list[str], rates: list[float]
 ) -> list[dict[str, Any]]:
+    """Medians over rounds per (rate, server), and p99 divided by the inline baseline's."""
     out = []
-    for rate in rates:
-        medians: dict[str, dict[str, Any]] = {}
-        for kind in kinds:
-            mine = [r for r in rows if r["server"] == kind and r["rate"] == rate]
-            if not mine:
-                continue
-            medians[kind] = {
+    for rate, found in by_level(rows, kinds, "rate", rates):
+        medians = {
+            kind: {
                 "rate": rate,
                 "server": kind,
-                "carried": round(statistics.median(r["throughput"] for r in mine), 1),
-                **{
-                    k: round(statistics.median(r[k] for r in mine), 3)
-                    for k in ("p50_ms", "p99_ms", "max_ms")
-                },
+                "carried": median(mine, "throughput", 1),
+                "p50_ms": median(mine, "p50_ms"),
+                "p99_ms": median(mine, "p99_ms"),
+                "max_ms": median(mine, "max_ms"),
                 "errors": sum(r["errors"] for r in mine),
             }
+            for kind, mine in found.items()
+        }
         base = medians.get("baseline-inline")
         for entry in medians.values():
             if base and base["p99_ms"] > 0:
@@ -228,28 +260,26 @@ def summarize_latency(
 def summarize(rows: list[dict[str, Any]], kinds: list[str], levels: list[int]) -> list[Any]:
     """Medians over rounds per (clients, server), and the throughput ratios to the baselines."""
     out = []
-    for c in levels:
-        medians: dict[str, dict[str, Any]] = {}
-        for kind in kinds:
-            mine = [r for r in rows if r["server"] == kind and r["clients"] == c]
-            if not mine:
-                continue
-            medians[kind] = {
+    for c, found in by_level(rows, kinds, "clients", levels):
+        medians = {
+            kind: {
                 "clients": c,
                 "server": kind,
-                "throughput": round(statistics.median(r["throughput"] for r in mine), 1),
+                "throughput": median(mine, "throughput", 1),
                 "throughput_range": [
                     min(r["throughput"] for r in mine),
                     max(r["throughput"] for r in mine),
                 ],
-                "p50_ms": round(statistics.median(r["p50_ms"] for r in mine), 3),
-                "p99_ms": round(statistics.median(r["p99_ms"] for r in mine), 3),
+                "p50_ms": median(mine, "p50_ms"),
+                "p99_ms": median(mine, "p99_ms"),
                 "errors": sum(r["errors"] for r in mine),
                 "error_codes": dict(
                     sum((Counter(r.get("error_codes", {})) for r in mine), Counter())
                 ),
                 "generator_saturated": any(r["generator_saturated"] for r in mine),
             }
+            for kind, mine in found.items()
+        }
         for entry in medians.values():
             for base in BASELINES:
                 if base in medians and medians[base]["throughput"] > 0:

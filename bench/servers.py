@@ -90,7 +90,6 @@ def _reply(obj: dict[str, Any], history: list[list[str]]) -> bytes:
 
 
 def serve_baseline(port: int, executor: bool) -> None:
-    import uvloop
     from aiohttp import WSMsgType, web
 
     pool = ThreadPoolExecutor(max_workers=16)
@@ -112,6 +111,14 @@ def serve_baseline(port: int, executor: bool) -> None:
             await ws.send_frame(frame, WSMsgType.TEXT)
         return ws
 
+    _run_bare(port, websocket)
+
+
+def _run_bare(port: int, websocket: Any) -> None:
+    """Serve ``websocket`` at /ws (and a /healthz) on bare aiohttp + uvloop."""
+    import uvloop
+    from aiohttp import web
+
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -125,7 +132,6 @@ def serve_baseline(port: int, executor: bool) -> None:
 
 def serve_fanout_baseline(port: int) -> None:
     """The least a fan-out server can do: one encode, then one send per subscriber."""
-    import uvloop
     from aiohttp import WSMsgType, web
 
     subscribers: set[web.WebSocketResponse] = set()
@@ -165,15 +171,7 @@ def serve_fanout_baseline(port: int) -> None:
             subscribers.discard(ws)
         return ws
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    app = web.Application()
-    app.router.add_get("/ws", websocket)
-    app.router.add_get("/healthz", healthz)
-    web.run_app(
-        app, host="127.0.0.1", port=port, print=None, access_log=None, loop=uvloop.new_event_loop()
-    )
+    _run_bare(port, websocket)
 
 
 def free_port() -> int:

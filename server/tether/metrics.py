@@ -114,22 +114,24 @@ def exposition(metrics: Metrics, gauges: Callable[[], dict[str, Any]]) -> tuple[
                 duration.add_metric([function], buckets, stats.sum)
             yield submits
             yield duration
-            refused = CounterMetricFamily(
-                "tether_refused",
-                "Messages answered with an error before anything ran, by code.",
-                labels=["code"],
-            )
-            for code, n in sorted(metrics.refused.items()):
-                refused.add_metric([code], n)
-            yield refused
-            closed = CounterMetricFamily(
-                "tether_closed_connections",
-                "Connections the server closed or dropped, by reason.",
-                labels=["reason"],
-            )
-            for reason, n in sorted(metrics.closed.items()):
-                closed.add_metric([reason], n)
-            yield closed
+            for name, doc, label, counts in (
+                (
+                    "tether_refused",
+                    "Messages answered with an error before anything ran, by code.",
+                    "code",
+                    metrics.refused,
+                ),
+                (
+                    "tether_closed_connections",
+                    "Connections the server closed or dropped, by reason.",
+                    "reason",
+                    metrics.closed,
+                ),
+            ):
+                family = CounterMetricFamily(name, doc, labels=[label])
+                for value, n in sorted(counts.items()):
+                    family.add_metric([value], n)
+                yield family
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector())

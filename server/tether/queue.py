@@ -107,9 +107,7 @@ class Gate:
             waiter = untold.popleft()
             if not waiter.future.done():
                 due.append(waiter)
-        if len(due) == 1:
-            self._notice(due[0])
-        elif due:  # one pass over the queue for all of them
+        if due:  # one pass over the queue for all of them
             wanted = set(due)
             for position, waiter in enumerate(self.queue, 1):
                 if waiter in wanted:

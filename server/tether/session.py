@@ -390,11 +390,10 @@ class Session:
             if not gate.try_acquire():
                 await gate.wait(id, self._send)
             try:
-                frame = await self._execute(id, function, args)
+                frame, outcome = await self._execute(id, function, args)
             finally:
                 gate.release()
             self._finish(id, frame)
-            outcome = _outcome(frame)
         except QueueFull:
             outcome = Code.QUEUE_FULL
             self._finish(id, self._queue_full(id, function, gate))
@@ -494,8 +493,11 @@ class Session:
         for topic in record.get("topics", []):
             self.subscribe_server_side(topic)
 
-    async def _execute(self, id: SubmitId, function: Function, args: list[Any]) -> bytes:
-        """Run one submit; return the frame that answers it. Commits or rolls back state."""
+    async def _execute(
+        self, id: SubmitId, function: Function, args: list[Any]
+    ) -> tuple[bytes, str]:
+        """Run one submit; return the frame that answers it and its outcome (``ok`` or
+        the error code). Commits or rolls back state."""
         full: list[Any] = []
         snapshots: list[tuple[State, Any]] = []
         public = iter(args)
@@ -528,22 +530,22 @@ class Session:
             raise
         except TimeoutError:
             self._restore(snapshots)
-            return encode_error(
+            return _error(
                 id, Code.TIMEOUT, f"{function.name} ran longer than its {function.timeout:g} s"
             )
         except StoreUnavailable as exc:
             self._restore(snapshots)
-            return encode_error(id, Code.STORE_UNAVAILABLE, str(exc))
+            return _error(id, Code.STORE_UNAVAILABLE, str(exc))
         except (BadValue, LocalProtocolError) as exc:
             self._restore(snapshots)
-            return encode_error(id, Code.FN_ERROR, f"{function.name} returned a bad value: {exc}")
+            return _error(id, Code.FN_ERROR, f"{function.name} returned a bad value: {exc}")
         except Exception as exc:
             self._restore(snapshots)
             log.warning("%s raised %s: %s", function.name, type(exc).__name__, exc, exc_info=True)
-            return encode_error(id, Code.FN_ERROR, self._describe_exception(function, exc))
+            return _error(id, Code.FN_ERROR, self._describe_exception(function, exc))
         for slot, value in new_states:
             self.state[slot] = value
-        return frame
+        return frame, "ok"
 
     async def _stream(
         self, id: SubmitId, function: Function, full: list[Any]
@@ -625,12 +627,9 @@ class Session:
             await asyncio.wait(tasks, timeout=grace)
 
 
-def _outcome(frame: bytes) -> str:
-    """``ok`` for a result frame, else the error frame's code."""
-    if frame.startswith(b'{"type":"result"'):
-        return "ok"
-    code = orjson.loads(frame).get("code")
-    return code if isinstance(code, str) else Code.INTERNAL
+def _error(id: SubmitId, code: str, message: str) -> tuple[bytes, str]:
+    """An error frame, with its code as the submit's outcome."""
+    return encode_error(id, code, message), code
 
 
 def _discard(frame: bytes) -> None:

@@ -112,6 +112,7 @@ class Connection:
         ws: web.WebSocketResponse,
         settings: Settings,
         transport: asyncio.Transport | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.ws = ws
         self._transport = transport
@@ -129,7 +130,7 @@ class Connection:
         self.closed = False
         # Keepalive (see Server._sweep): when a pong last came, when the
         # unanswered ping went out (0: none), and whether the peer was given up.
-        self.metrics: Metrics | None = None
+        self.metrics = metrics
         self.heard_at = asyncio.get_running_loop().time()
         self.ping_at = 0.0
         self.dead = False
@@ -220,10 +221,7 @@ class Connection:
         if self.closed or self._closer is not None:
             return
         self.closed = True
-        self._queue = None
-        self._bytes = 0
-        if self._writer is not None:
-            self._writer.cancel()
+        self.stop_writer()
         self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
@@ -627,8 +625,7 @@ class Server:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        conn = Connection(ws, settings, request.transport)
-        conn.metrics = self.metrics
+        conn = Connection(ws, settings, request.transport, self.metrics)
         # (request.query is a parsed copy kept as long as the request: only if needed.)
         query = request.query if "?" in request.raw_path else _NO_QUERY
         deltas = query.get("deltas", "") in ("1", "true")
