@@ -876,13 +876,17 @@ def _memory_md(results: dict[str, Any]) -> list[str]:
     for kind, data in mem["servers"].items():
         cells = " | ".join(f"{lv['bytes_per_session'] / 1024:.1f} KiB" for lv in data["levels"])
         lines.append(f"| {kind} | {cells} |")
-    if mem["sessions"] != mem["requested"]:
-        lines += [
-            "",
-            f"(Asked for {mem['requested']} sessions; the open-files limit of this machine "
-            f"allowed {mem['sessions']}.)",
-        ]
-    return lines
+    return lines + _capped("sessions", mem["requested"], mem["sessions"])
+
+
+def _capped(what: str, requested: Any, measured: Any) -> list[str]:
+    """A note when the open-files limit allowed fewer than were asked for."""
+    if measured == requested:
+        return []
+    return [
+        "",
+        f"(Asked for {requested} {what}; the open-files limit of this machine allowed {measured}.)",
+    ]
 
 
 def _fanout_md(results: dict[str, Any]) -> list[str]:
@@ -912,13 +916,7 @@ def _fanout_md(results: dict[str, Any]) -> list[str]:
             f"{e['last_ms']:.1f} | {low:.1f}..{high:.1f} | {e['deliveries_per_s']:.0f} | "
             f"{e.get('vs_baseline', '')} |"
         )
-    if fan["subscribers"] != fan["requested"]:
-        lines += [
-            "",
-            f"(Asked for {fan['requested']} subscribers; the open-files limit of this machine "
-            f"allowed {fan['subscribers']}.)",
-        ]
-    return lines
+    return lines + _capped("subscribers", fan["requested"], fan["subscribers"])
 
 
 def _wire_md(results: dict[str, Any]) -> list[str]:
