@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 import tether
-from tether.app import App, AppError, Function
-from tether.components import BadValue
-from tether.state import State
+from tether import App, AppError
+from tether.app import Function
+from tether.app.state import State
+from tether.errors import BadValue
 
 # -- registration ------------------------------------------------------------
 

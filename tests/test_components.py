@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from tether.components import (
+from tether.app.components import (
     COMPONENTS,
     PUBLIC_COMPONENTS,
     STATE,
-    BadValue,
     check_input,
     check_output,
 )
+from tether.errors import BadValue
 
 ACCEPTED = [
     ("text", ""),

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import orjson
 import pytest
 
-from tether.hub import Hub
+from tether.core.hub import Hub
 from tether.protocol import encode_event
 
 

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import tether
 from tether import App
-from tether.metrics import BUCKETS, Metrics, exposition
+from tether.core.metrics import BUCKETS, Metrics, exposition
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -8,16 +8,15 @@ from typing import Any
 import orjson
 import pytest
 
+from tether.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from tether.protocol import (
     PROTOCOL_VERSION,
-    LocalProtocolError,
     Ping,
-    ProtocolError,
-    RemoteProtocolError,
     Submit,
     decode_client,
     encode_error,
     encode_pong,
+    encode_rejection,
     encode_result,
     encode_welcome,
 )
@@ -257,7 +256,7 @@ def test_remote_protocol_error_is_a_protocol_error_whose_text_is_its_message() -
 
 
 def test_error_reply_of_a_bad_json_frame_is_an_error_message_with_a_null_id() -> None:
-    reply = orjson.loads(rejection(b"{").reply())
+    reply = orjson.loads(encode_rejection(rejection(b"{")))
     assert set(reply) == {"type", "id", "code", "message"}
     assert reply["type"] == "error"
     assert reply["id"] is None
@@ -269,7 +268,7 @@ def test_error_reply_of_a_bad_json_frame_is_an_error_message_with_a_null_id() ->
 @pytest.mark.parametrize("id_", ["abc", 12])
 def test_error_reply_echoes_the_submit_id(id_: Any) -> None:
     error = rejection(frame({"type": "submit", "id": id_, "fn": 1}))
-    assert orjson.loads(error.reply()) == {
+    assert orjson.loads(encode_rejection(error)) == {
         "type": "error",
         "id": id_,
         "code": "bad_message",
@@ -278,7 +277,7 @@ def test_error_reply_echoes_the_submit_id(id_: Any) -> None:
 
 
 def test_error_reply_of_a_hand_built_error_carries_its_fields() -> None:
-    reply = RemoteProtocolError("unknown_fn", "no function named 'x'", "r1").reply()
+    reply = encode_rejection(RemoteProtocolError("unknown_fn", "no function named 'x'", "r1"))
     assert orjson.loads(reply) == {
         "type": "error",
         "id": "r1",

@@ -15,15 +15,16 @@ import orjson
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tether.errors import RemoteProtocolError
 from tether.protocol import (
     Cancel,
     ClientMessage,
     Ping,
-    RemoteProtocolError,
     Submit,
     Subscribe,
     Unsubscribe,
     decode_client,
+    encode_rejection,
 )
 
 MAX_ID = 128
@@ -193,7 +194,7 @@ def outcome(payload: str | bytes) -> ClientMessage | tuple[str, Any]:
         message = decode_client(payload, max_id_length=MAX_ID, max_topic_length=MAX_TOPIC)
     except RemoteProtocolError as exc:
         assert exc.code in DOCUMENTED, exc.code
-        reply = orjson.loads(exc.reply())
+        reply = orjson.loads(encode_rejection(exc))
         assert reply == {"type": "error", "id": exc.id, "code": exc.code, "message": exc.message}
         assert exc.message
         return (exc.code, exc.id)

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tether.runner import BatchPool
+from tether.core.runner import BatchPool
 
 
 async def test_results_and_exceptions_come_back_to_their_own_futures():

@@ -16,9 +16,9 @@ import pytest
 
 from tether import App, Settings
 from tether.app import Function
-from tether.queue import Gate
-from tether.runner import Runner
-from tether.session import Session
+from tether.core.gates import Gate
+from tether.core.runner import Runner
+from tether.core.session import Session
 
 
 class Harness:

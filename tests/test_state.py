@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tether.state import MISSING, State, copy_value
+from tether.app.state import MISSING, State, copy_value
 
 
 @dataclass

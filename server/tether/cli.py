@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(app: App, host: str, port: int, settings: Settings, reuse_port: bool = False) -> None:
-    from .transport import serve
+    from .server import serve
 
     try:
         import uvloop

@@ -22,7 +22,7 @@ import random
 from collections import deque
 from typing import Any, Final
 
-from .hub import Hub
+from .core.hub import Hub
 
 __all__ = ["RedisBridge", "topic_channel"]
 

@@ -39,7 +39,7 @@ import redis.exceptions as rerr
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .protocol import encode_event
+from .protocol import encode_event, event_prefix
 from .store import (
     MAX_UPDATE_RETRIES,
     StoreBackend,
@@ -417,7 +417,7 @@ class RedisBackend(StoreBackend):
         channel = prefix = b""
         if topic is not None:
             channel = self.channel(topic).encode()
-            prefix = b'{"type":"event","topic":' + orjson.dumps(topic) + b',"data":'
+            prefix = event_prefix(topic)
         flat = await self._run(
             self._lb_add(
                 keys=[name],

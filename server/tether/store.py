@@ -51,6 +51,8 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
+from .errors import StoreError, StoreUnavailable
+
 __all__ = [
     "MemoryBackend",
     "Store",
@@ -67,18 +69,6 @@ T = TypeVar("T")
 MAX_UPDATE_RETRIES: Final = 64
 INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
-
-
-class StoreError(Exception):
-    """A store operation was used wrongly (wrong type at a key, misuse from a thread)."""
-
-
-class StoreUnavailable(StoreError):
-    """The store's server cannot be reached (refused, reset or timed out).
-
-    The operation may or may not have been applied when the connection broke
-    while it was in flight.
-    """
 
 
 class StoreBackend:
@@ -411,22 +401,24 @@ class Store:
     """The handle functions use for global state; the backend is chosen at serve time."""
 
     def __init__(self, backend: StoreBackend | None = None) -> None:
-        self.backend: StoreBackend = backend or MemoryBackend()
+        self._own: StoreBackend = backend or MemoryBackend()
+        self.backend: StoreBackend = self._own
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sync = SyncStore(self)
 
-    def bind(
-        self,
-        loop: asyncio.AbstractEventLoop | None,
-        publish: Callable[[str, Any], None] | None = None,
-    ) -> None:
-        """Attach to the serving event loop (``sync`` calls are routed to it) and to
-        the server's topics (for operations that publish their change)."""
-        self._loop = loop
-        self.backend.publisher = publish
+    def attach(self, runtime: Any) -> None:
+        """Serve through ``runtime`` (an ``app.runtime.Runtime``): its backend, its loop
+        (``sync`` calls are routed to it) and its topics (for operations that publish
+        their change). Called by ``App.attach``."""
+        self.backend = runtime.backend
+        self._loop = runtime.loop
+        self.backend.publisher = runtime.publish
 
-    def use(self, backend: StoreBackend) -> None:
-        self.backend = backend
+    def detach(self, runtime: Any) -> None:
+        """Stop serving through ``runtime``; the store's own backend is back."""
+        runtime.backend.publisher = None
+        self._loop = None
+        self.backend = self._own
 
     def get(self, key: str, default: Any = None) -> Awaitable[Any]:
         return self.backend.get(key, default)

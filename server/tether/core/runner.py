@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .app import Function
-from .settings import Settings
+from ..app.function import Function
+from ..settings import Settings
 
 __all__ = ["Runner"]
 

@@ -21,20 +21,16 @@ from typing import Any
 
 import orjson
 
-from .app import App, Function
-from .components import BadValue
-from .context import Context, _current
-from .deltas import DeltaEncoder
-from .hub import Hub
-from .limits import TokenBucket
-from .metrics import Metrics
-from .protocol import (
+from ..app import App, Function, State
+from ..app.context import Context, _current
+from ..app.state import copy_value
+from ..errors import BadValue, LocalProtocolError, QueueFull, RemoteProtocolError, StoreUnavailable
+from ..protocol import (
     Cancel,
     Close,
     Code,
-    LocalProtocolError,
+    DeltaEncoder,
     Ping,
-    RemoteProtocolError,
     Submit,
     SubmitId,
     Subscribe,
@@ -43,14 +39,16 @@ from .protocol import (
     encode_error,
     encode_partial,
     encode_pong,
+    encode_rejection,
     encode_result,
     encode_subscribed,
 )
-from .queue import Gate, QueueFull
+from ..settings import Settings
+from .admission import TokenBucket
+from .gates import Gate
+from .hub import Hub
+from .metrics import Metrics
 from .runner import Runner
-from .settings import Settings
-from .state import State, copy_value
-from .store import StoreUnavailable
 
 __all__ = ["Session", "new_session_id"]
 
@@ -173,6 +171,9 @@ class Session:
         """Queue a frame to this session's client (the hub's subscriber interface)."""
         self._send(frame)
 
+    def publish(self, topic: str, data: Any) -> None:
+        self.app.publish(topic, data)
+
     def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn`` on the session's loop: now if we are on it, else as soon as possible."""
         if threading.get_ident() == self._loop_thread:
@@ -198,7 +199,7 @@ class Session:
             )
         except RemoteProtocolError as exc:
             self._count_refused(exc.code)
-            self._send(exc.reply())
+            self._send(encode_rejection(exc))
             return
         kind = type(message)
         if kind is Submit:

@@ -2,7 +2,7 @@
 
 A ``State`` is a named slot of per-session memory. Each session gets its own
 copy of the slot's default (or a fresh value from its factory). Before a
-function that takes a slot runs, the runner snapshots the slot's value, so
+function that takes a slot runs, the session snapshots the slot's value, so
 that if the function raises after mutating it in place, the session's state
 is restored exactly.
 

@@ -1,143 +1,46 @@
-"""The tether wire protocol, sans I/O: bytes in, typed messages out, and back.
+"""The server's half of the protocol, sans I/O: decode what clients send, encode
+what the server sends.
 
 Nothing here touches a socket or an event loop. ``decode_client`` turns one
-text frame from a client into a frozen message dataclass or raises
-``RemoteProtocolError`` carrying the error reply to send; the ``encode_*``
-functions build the server's frames. ``protocol.md`` is the contract this
-module implements; change one and you change the other.
+text frame into a frozen message (``messages.py``) or raises
+``RemoteProtocolError`` carrying the code to answer with; the ``encode_*``
+functions build the server's frames. protocol.md is the contract.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
+from ..errors import LocalProtocolError, RemoteProtocolError
+from .codes import PROTOCOL_VERSION, Code
+from .messages import (
+    Cancel,
+    ClientMessage,
+    Ping,
+    Submit,
+    SubmitId,
+    Subscribe,
+    Unsubscribe,
+)
+
 __all__ = [
-    "PROTOCOL_VERSION",
-    "Cancel",
-    "ClientMessage",
-    "Close",
-    "Code",
-    "LocalProtocolError",
-    "Ping",
-    "ProtocolError",
-    "RemoteProtocolError",
-    "Submit",
-    "Subscribe",
-    "Unsubscribe",
     "decode_client",
     "encode_error",
     "encode_event",
     "encode_partial",
     "encode_pong",
     "encode_queued",
+    "encode_rejection",
     "encode_result",
     "encode_started",
     "encode_subscribed",
     "encode_welcome",
+    "event_prefix",
+    "json_kind",
+    "peek_id",
 ]
-
-PROTOCOL_VERSION: Final = 6
-
-SubmitId = str | int
-
-
-class Code:
-    """Error codes carried by ``{"type": "error"}`` replies."""
-
-    BAD_JSON: Final = "bad_json"
-    BAD_MESSAGE: Final = "bad_message"
-    UNKNOWN_FN: Final = "unknown_fn"
-    BAD_ARGUMENTS: Final = "bad_arguments"
-    FN_ERROR: Final = "fn_error"
-    TOO_MANY_PENDING: Final = "too_many_pending"
-    DUPLICATE_ID: Final = "duplicate_id"
-    SHUTTING_DOWN: Final = "shutting_down"
-    INTERNAL: Final = "internal"
-    QUEUE_FULL: Final = "queue_full"
-    CANCELLED: Final = "cancelled"
-    TIMEOUT: Final = "timeout"
-    FORBIDDEN_TOPIC: Final = "forbidden_topic"
-    TOO_MANY_SUBSCRIPTIONS: Final = "too_many_subscriptions"
-    RATE_LIMITED: Final = "rate_limited"
-    STORE_UNAVAILABLE: Final = "store_unavailable"
-
-
-class Close:
-    """WebSocket close codes the server uses (see protocol.md)."""
-
-    NORMAL: Final = 1000
-    GOING_AWAY: Final = 1001
-    INVALID_TEXT: Final = 1007
-    POLICY_VIOLATION: Final = 1008
-    MESSAGE_TOO_BIG: Final = 1009
-    INTERNAL_ERROR: Final = 1011
-    SLOW_CONSUMER: Final = 4008
-    IDLE: Final = 4001
-
-
-class ProtocolError(Exception):
-    """Base class of protocol errors."""
-
-
-class LocalProtocolError(ProtocolError):
-    """The server tried to produce something the protocol does not allow (our bug)."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The client sent something the protocol does not allow.
-
-    ``reply()`` is the error frame to send back; the connection stays open.
-    """
-
-    def __init__(self, code: str, message: str, id: SubmitId | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.id = id
-
-    def reply(self) -> bytes:
-        return encode_error(self.id, self.code, self.message)
-
-
-@dataclass(frozen=True, slots=True)
-class Submit:
-    """Run function ``fn`` with the public inputs ``data``; answer with the same ``id``."""
-
-    id: SubmitId
-    fn: str
-    data: list[Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    """Application-level heartbeat; answered with ``pong``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    """Cancel submit ``id`` (queued or running). Unknown or finished ids are ignored."""
-
-    id: SubmitId
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    """Start receiving ``event`` messages of ``topic``."""
-
-    topic: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribe:
-    """Stop receiving ``event`` messages of ``topic``."""
-
-    topic: str
-
-
-ClientMessage = Submit | Ping | Cancel | Subscribe | Unsubscribe
 
 _PING: Final = Ping()
 
@@ -211,6 +114,17 @@ def _decode_submit(obj: dict[str, Any], max_id_length: int) -> Submit:
     return Submit(id_, fn, data)  # type: ignore[arg-type]  # checked by _valid_id
 
 
+def peek_id(payload: str | bytes) -> SubmitId | None:
+    """The ``id`` of a frame that will not be decoded in full (a rate-limited one),
+    when it has a usable one."""
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    id_ = obj.get("id") if type(obj) is dict else None
+    return id_ if type(id_) in (int, str) else None
+
+
 def json_kind(value: Any) -> str:
     """How a value reads in an error message: "a string", "null", ..."""
     if value is None:
@@ -249,10 +163,6 @@ def encode_result(id: SubmitId, data: list[Any]) -> bytes:
         raise LocalProtocolError(f"outputs cannot be sent as JSON: {exc}") from None
 
 
-def encode_error(id: SubmitId | None, code: str, message: str) -> bytes:
-    return orjson.dumps({"type": "error", "id": id, "code": code, "message": message})
-
-
 def encode_partial(id: SubmitId, data: list[Any]) -> bytes:
     """One streamed step of a generator function."""
     try:
@@ -261,12 +171,43 @@ def encode_partial(id: SubmitId, data: list[Any]) -> bytes:
         raise LocalProtocolError(f"outputs cannot be sent as JSON: {exc}") from None
 
 
+def encode_error(
+    id: SubmitId | None,
+    code: str,
+    message: str,
+    *,
+    topic: str | None = None,
+    retry_after: float | None = None,
+) -> bytes:
+    """An error reply; ``topic`` for a refused subscription, ``retry_after`` for
+    ``rate_limited``."""
+    frame: dict[str, Any] = {"type": "error", "id": id, "code": code, "message": message}
+    if topic is not None:
+        frame["topic"] = topic
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
+    return orjson.dumps(frame)
+
+
+def encode_rejection(error: RemoteProtocolError) -> bytes:
+    """The error reply to a frame ``decode_client`` rejected (the connection stays open)."""
+    return encode_error(error.id, error.code, error.message)
+
+
 def encode_queued(id: SubmitId, position: int) -> bytes:
     return orjson.dumps({"type": "queued", "id": id, "position": position})
 
 
 def encode_started(id: SubmitId) -> bytes:
     return orjson.dumps({"type": "started", "id": id})
+
+
+def event_prefix(topic: str) -> bytes:
+    """An event frame up to its data: ``event_prefix(t) + data + b"}"`` is the frame.
+
+    For the Redis store, whose scripts build an event from data they compute.
+    """
+    return b'{"type":"event","topic":' + orjson.dumps(topic) + b',"data":'
 
 
 def encode_event(topic: str, data: Any) -> bytes:

@@ -16,13 +16,10 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from .protocol import SubmitId, encode_queued, encode_started
+from ..errors import QueueFull
+from ..protocol import SubmitId, encode_queued, encode_started
 
 __all__ = ["Gate", "QueueFull"]
-
-
-class QueueFull(Exception):
-    """The function's queue is at its bound."""
 
 
 class _Waiter:

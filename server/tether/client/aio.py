@@ -7,7 +7,9 @@
 
 Many submits may be in flight on one connection; replies are matched by id.
 A failed submit raises ``TetherError`` carrying the protocol's error code.
-``tether.connect_sync`` wraps the same client for plain blocking scripts.
+``tether.connect_sync`` (``sync.py``) wraps the same client for blocking scripts.
+Every frame is built and read by ``tether.protocol``'s client half; chatbot
+outputs arrive as deltas and are rebuilt by the welcome's manifest.
 """
 
 from __future__ import annotations
@@ -16,35 +18,42 @@ import asyncio
 import contextlib
 import itertools
 import random
-import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from .deltas import DeltaDecoder
-from .protocol import PROTOCOL_VERSION
+from ..errors import RemoteProtocolError, TetherError
+from ..protocol import (
+    Code,
+    DeltaDecoder,
+    Error,
+    Event,
+    Partial,
+    Pong,
+    Queued,
+    Result,
+    ServerMessage,
+    Started,
+    Subscribed,
+    Unsubscribed,
+    Welcome,
+    decode_server,
+    decode_welcome,
+    encode_cancel,
+    encode_ping,
+    encode_submit,
+    encode_subscribe,
+    encode_unsubscribe,
+)
 
-__all__ = ["Call", "Client", "SyncClient", "TetherError", "connect", "connect_sync"]
-
-T = TypeVar("T")
+__all__ = ["Call", "Client", "connect"]
 
 MAX_BUFFERED_EVENTS: Final = 10_000
-
-
-class TetherError(Exception):
-    """A submit failed: ``code`` is the protocol's error code, ``message`` says why."""
-
-    def __init__(self, code: str, message: str, id: Any = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.id = id
 
 
 class Call:
@@ -67,7 +76,7 @@ class Call:
         self.on_partial = on_partial
         self.on_queued = on_queued
         self.position: int | None = None  # while queued: 1-based position
-        self.frame: str | None = None  # the submit as sent (re-sent after a resume)
+        self.frame: bytes | None = None  # the submit as sent (re-sent after a resume)
 
     async def result(self) -> list[Any]:
         """The ``data`` list of the result; raises ``TetherError`` on an error reply."""
@@ -76,7 +85,7 @@ class Call:
     async def cancel(self) -> None:
         """Ask the server to cancel; ``result()`` then raises ``TetherError('cancelled')``
         (unless the result was already on its way)."""
-        await self._client._send({"type": "cancel", "id": self.id})
+        await self._client._send(encode_cancel(self.id))
 
 
 class Client:
@@ -85,23 +94,22 @@ class Client:
     def __init__(
         self,
         ws: ClientConnection,
-        welcome: dict[str, Any],
+        welcome: Welcome,
         keepalive: float | None = None,
-        reconnect: Callable[[str], Awaitable[tuple[ClientConnection, dict[str, Any]]]]
-        | None = None,
+        reconnect: Callable[[str], Awaitable[tuple[ClientConnection, Welcome]]] | None = None,
         resume_timeout: float = 30.0,
     ) -> None:
         self.ws = ws
         self._reconnect = reconnect
         self._resume_timeout = resume_timeout
         self._closing = False
-        self.resume_token: str | None = welcome.get("resume")
+        self.resume_token: str | None = welcome.resume
         self.resumes = 0  # how many times this client resumed its session
         self.welcome = welcome
-        self.session: str = welcome["session"]
-        self.functions: dict[str, dict[str, Any]] = {f["name"]: f for f in welcome["functions"]}
-        self.deltas = bool(welcome.get("deltas"))
-        self._decoder = DeltaDecoder()
+        self.session: str = welcome.session
+        self.functions: dict[str, dict[str, Any]] = {f["name"]: f for f in welcome.functions}
+        self.deltas = welcome.deltas
+        self._decoder = DeltaDecoder(welcome.outputs())
         self._ids = itertools.count(1)
         self._pending: dict[Any, Call] = {}
         self._pongs: list[asyncio.Future[None]] = []
@@ -112,6 +120,7 @@ class Client:
         self.subscribed: set[str] = set()
         self.dropped_events = 0
         self._closed_error: TetherError | None = None
+        self._broken: RemoteProtocolError | None = None
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
         self._keepalive = (
             asyncio.get_running_loop().create_task(self._keep_alive(keepalive))
@@ -189,17 +198,15 @@ class Client:
         if id is None:
             id = next(self._ids)
         call = Call(self, id, fn, on_partial, on_queued)
-        call.frame = orjson.dumps(
-            {"type": "submit", "id": id, "fn": fn, "data": list(args)}
-        ).decode()
+        call.frame = encode_submit(id, fn, list(args))
         self._pending[id] = call
         call.future.add_done_callback(lambda _: self._pending.pop(id, None))
         try:
-            await self.ws.send(call.frame)
+            await self.ws.send(call.frame, text=True)
         except websockets.ConnectionClosed:
             if self._reconnect is None or self.resume_token is None:
                 self._pending.pop(id, None)
-                raise TetherError("connection_closed", "connection lost") from None
+                raise TetherError(Code.CONNECTION_CLOSED, "connection lost") from None
             # The read loop is resuming the session; it re-sends this submit.
         except BaseException:
             self._pending.pop(id, None)
@@ -223,13 +230,13 @@ class Client:
             self._handlers[topic] = handler
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._topic_waiters.setdefault(topic, []).append(future)
-        await self._send({"type": "subscribe", "topic": topic})
+        await self._send(encode_subscribe(topic))
         await future
 
     async def unsubscribe(self, topic: str) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._topic_waiters.setdefault(topic, []).append(future)
-        await self._send({"type": "unsubscribe", "topic": topic})
+        await self._send(encode_unsubscribe(topic))
         await future
         self._handlers.pop(topic, None)
 
@@ -252,26 +259,34 @@ class Client:
         """Application-level round trip: resolves when the server's ``pong`` arrives."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pongs.append(future)
-        await self.ws.send('{"type":"ping"}')
+        await self.ws.send(encode_ping(), text=True)
         await future
 
     async def send_raw(self, text: str | bytes) -> None:
         """Send a frame as is (for tests and tools that speak the protocol directly)."""
         await self.ws.send(text)
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, frame: bytes) -> None:
         if self._closed_error is not None:
             raise self._closed_error
-        await self.ws.send(orjson.dumps(message).decode())
+        await self.ws.send(frame, text=True)
 
     async def _read_loop(self) -> None:
         try:
             while True:
                 try:
                     async for frame in self.ws:
-                        self._dispatch(orjson.loads(frame))
+                        message = decode_server(frame)
+                        if message is not None:
+                            self._dispatch(message)
                 except websockets.ConnectionClosed:
                     pass
+                except RemoteProtocolError as exc:
+                    # The server broke the protocol: nothing it says can be trusted now.
+                    self._broken = exc
+                    self._closing = True
+                    await self.ws.close(1002, "protocol error")
+                    return
                 if not await self._resume():
                     return
         finally:
@@ -281,7 +296,9 @@ class Client:
                 if code is not None
                 else "connection lost"
             )
-            self._closed_error = TetherError("connection_closed", reason)
+            if self._broken is not None:
+                reason = f"the server broke the protocol: {self._broken.message}"
+            self._closed_error = TetherError(Code.CONNECTION_CLOSED, reason)
             futures: list[asyncio.Future[Any]] = [c.future for c in self._pending.values()]
             futures += self._pongs
             for waiters in self._topic_waiters.values():
@@ -317,17 +334,18 @@ class Client:
                 delay = min(delay * 2, 2.0)
                 continue
             self.ws = ws
-            self._decoder = DeltaDecoder()
+            self.welcome = welcome
+            self._decoder = DeltaDecoder(welcome.outputs())
             for pong in self._pongs:  # pings of the old connection get no answer
                 if not pong.done():
-                    pong.set_exception(TetherError("connection_closed", "connection lost"))
+                    pong.set_exception(TetherError(Code.CONNECTION_CLOSED, "connection lost"))
             self._pongs.clear()
-            self.resume_token = welcome.get("resume")
+            self.resume_token = welcome.resume
             self.resumes += 1
-            if not welcome.get("resumed"):
+            if not welcome.resumed:
                 # A fresh session: what was in flight is lost with the old one.
-                self.session = welcome["session"]
-                lost = TetherError("session_lost", "the session expired before it resumed")
+                self.session = welcome.session
+                lost = TetherError(Code.SESSION_LOST, "the session expired before it resumed")
                 for call in list(self._pending.values()):
                     if not call.future.done():
                         call.future.set_exception(lost)
@@ -335,54 +353,54 @@ class Client:
             for call in list(self._pending.values()):
                 if call.frame is not None:
                     with contextlib.suppress(websockets.ConnectionClosed):
-                        await ws.send(call.frame)
+                        await ws.send(call.frame, text=True)
             return True
 
     def _decode(self, call: Call, data: list[Any]) -> list[Any]:
         if not self.deltas:
             return data
-        return [self._decoder.decode(call.fn, i, value) for i, value in enumerate(data)]
+        return self._decoder.decode(call.fn, data)
 
-    def _dispatch(self, msg: dict[str, Any]) -> None:
-        kind = msg.get("type")
-        if kind == "result":
-            call = self._pending.get(msg["id"])
+    def _dispatch(self, msg: ServerMessage) -> None:
+        kind = type(msg)
+        if kind is Result:
+            call = self._pending.get(msg.id)  # type: ignore[union-attr]
             if call is not None and not call.future.done():
-                call.future.set_result(self._decode(call, msg["data"]))
-        elif kind == "partial":
-            call = self._pending.get(msg["id"])
+                call.future.set_result(self._decode(call, msg.data))  # type: ignore[union-attr]
+        elif kind is Partial:
+            call = self._pending.get(msg.id)  # type: ignore[union-attr]
             if call is not None:
-                data = self._decode(call, msg["data"])
+                data = self._decode(call, msg.data)  # type: ignore[union-attr]
                 if call.on_partial is not None:
                     call.on_partial(data)
-        elif kind == "queued":
-            call = self._pending.get(msg["id"])
+        elif kind is Queued:
+            call = self._pending.get(msg.id)  # type: ignore[union-attr]
             if call is not None:
-                call.position = msg["position"]
+                call.position = msg.position  # type: ignore[union-attr]
                 if call.on_queued is not None:
-                    call.on_queued(msg["position"])
-        elif kind == "started":
-            call = self._pending.get(msg["id"])
+                    call.on_queued(msg.position)  # type: ignore[union-attr]
+        elif kind is Started:
+            call = self._pending.get(msg.id)  # type: ignore[union-attr]
             if call is not None:
                 call.position = None
-        elif kind == "event":
-            self._on_event(msg["topic"], msg.get("data"))
-        elif kind == "subscribed" or kind == "unsubscribed":
-            topic = msg["topic"]
-            if kind == "subscribed":
-                self.subscribed.add(topic)
-            else:
-                self.subscribed.discard(topic)
-            self._resolve_topic(topic, None)
-        elif kind == "error":
-            error = TetherError(msg["code"], msg["message"], msg.get("id"))
-            if msg.get("id") is None and "topic" in msg:
-                self._resolve_topic(msg["topic"], error)
+        elif kind is Event:
+            self._on_event(msg.topic, msg.data)  # type: ignore[union-attr]
+        elif kind is Subscribed:
+            self.subscribed.add(msg.topic)  # type: ignore[union-attr]
+            self._resolve_topic(msg.topic, None)  # type: ignore[union-attr]
+        elif kind is Unsubscribed:
+            self.subscribed.discard(msg.topic)  # type: ignore[union-attr]
+            self._resolve_topic(msg.topic, None)  # type: ignore[union-attr]
+        elif kind is Error:
+            assert isinstance(msg, Error)
+            error = TetherError(msg.code, msg.message, msg.id)
+            if msg.id is None and msg.topic is not None:
+                self._resolve_topic(msg.topic, error)
                 return
-            call = self._pending.get(msg.get("id"))
+            call = self._pending.get(msg.id)
             if call is not None and not call.future.done():
                 call.future.set_exception(error)
-        elif kind == "pong" and self._pongs:
+        elif kind is Pong and self._pongs:
             self._pongs.pop(0).set_result(None)
 
     def _on_event(self, topic: str, data: Any) -> None:
@@ -465,26 +483,19 @@ class _Connect:
         )
         return self.client
 
-    async def _resume(self, token: str) -> tuple[ClientConnection, dict[str, Any]]:
+    async def _resume(self, token: str) -> tuple[ClientConnection, Welcome]:
         return await self._handshake(_with_query(self.url, "resume", token))
 
-    async def _handshake(self, url: str) -> tuple[ClientConnection, dict[str, Any]]:
+    async def _handshake(self, url: str) -> tuple[ClientConnection, Welcome]:
         ws = await websockets.connect(url, max_size=None, compression=None, **self.kwargs)
         try:
-            welcome = orjson.loads(await ws.recv())
+            welcome = decode_welcome(await ws.recv())
+        except RemoteProtocolError as exc:
+            await ws.close()
+            raise TetherError(exc.code, exc.message) from None
         except BaseException:
             await ws.close()
             raise
-        if welcome.get("type") != "welcome":
-            await ws.close()
-            raise TetherError("bad_message", f"expected a welcome, got {welcome.get('type')!r}")
-        if welcome.get("protocol") != PROTOCOL_VERSION:
-            await ws.close()
-            raise TetherError(
-                "bad_message",
-                f"server speaks protocol {welcome.get('protocol')!r}, "
-                f"this client speaks {PROTOCOL_VERSION}",
-            )
         return ws, welcome
 
     def __await__(self) -> Generator[Any, None, Client]:
@@ -529,61 +540,3 @@ def _with_query(url: str, key: str, value: str) -> str:
     query = parse_qsl(parts.query)
     query.append((key, value))
     return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-class SyncClient:
-    """A blocking client for plain scripts; runs the async client on a background loop."""
-
-    def __init__(self, url: str, **kwargs: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        try:
-            self._client: Client = self._call(connect(url, **kwargs)._open())
-        except BaseException:
-            self._stop()
-            raise
-        self.session = self._client.session
-        self.functions = self._client.functions
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def submit(self, fn: str, *args: Any) -> Any:
-        return self._call(self._client.submit(fn, *args))
-
-    def subscribe(self, topic: str) -> None:
-        self._call(self._client.subscribe(topic))
-
-    def next_event(self, topic: str, timeout: float | None = 10) -> Any:
-        return self._call(self._client.next_event(topic, timeout))
-
-    def ping(self) -> None:
-        self._call(self._client.ping())
-
-    def close(self) -> None:
-        try:
-            self._call(self._client.close())
-        finally:
-            self._stop()
-
-    def _stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-
-    def __enter__(self) -> SyncClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-def connect_sync(url: str, **kwargs: Any) -> SyncClient:
-    """Open a session for a blocking script: ``with tether.connect_sync(url) as c: ...``."""
-    return SyncClient(url, **kwargs)

@@ -7,13 +7,24 @@ thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .session import Session
+__all__ = ["Context", "SessionView", "context"]
 
-__all__ = ["Context", "context"]
+
+class SessionView(Protocol):
+    """What a context needs of the session running the submit (``core.session.Session``)."""
+
+    id: str
+    client: str | None
+    identity: Any
+
+    def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> None: ...
+    def subscribe_server_side(self, topic: str) -> None: ...
+    def unsubscribe_server_side(self, topic: str) -> None: ...
+    def publish(self, topic: str, data: Any) -> None: ...
 
 
 class Context:
@@ -21,7 +32,7 @@ class Context:
 
     __slots__ = ("_session", "submit_id")
 
-    def __init__(self, session: Session, submit_id: Any) -> None:
+    def __init__(self, session: SessionView, submit_id: Any) -> None:
         self._session = session
         self.submit_id = submit_id
 
@@ -47,7 +58,7 @@ class Context:
         self._session.call_on_loop(self._session.unsubscribe_server_side, topic)
 
     def publish(self, topic: str, data: Any) -> None:
-        self._session.app.publish(topic, data)
+        self._session.publish(topic, data)
 
 
 _current: ContextVar[Context] = ContextVar("tether_context")

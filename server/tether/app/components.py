@@ -2,7 +2,7 @@
 
 Inputs are validated (and lightly coerced) before user code runs, so that a
 function declared with a ``"number"`` input never sees a string. A failed
-check raises ``BadValue``; the runner turns it into a ``bad_arguments`` reply.
+check raises ``BadValue``; the session answers the submit with ``bad_arguments``.
 """
 
 from __future__ import annotations
@@ -10,17 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from .protocol import json_kind
+from ..errors import BadValue
+from ..protocol.server import json_kind
 
 __all__ = ["COMPONENTS", "PUBLIC_COMPONENTS", "STATE", "BadValue", "check_input", "check_output"]
 
 STATE: Final = "state"
 PUBLIC_COMPONENTS: Final = ("text", "number", "checkbox", "json", "chatbot")
 COMPONENTS: Final = (*PUBLIC_COMPONENTS, STATE)
-
-
-class BadValue(ValueError):
-    """A value does not fit its component."""
 
 
 def _text(value: Any) -> Any:

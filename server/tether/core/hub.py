@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .protocol import encode_event
+from ..protocol import encode_event
 
 __all__ = ["Hub", "Subscriber"]
 

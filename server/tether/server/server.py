@@ -22,18 +22,20 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .app import App, Function, Refused, _Default
-from .hub import Hub
-from .limits import AddressCounter, origin_allowed
-from .metrics import Metrics, exposition
-from .metrics import available as metrics_available
-from .protocol import Close, Code, encode_error, encode_welcome
-from .queue import Gate
-from .redis_bridge import RedisBridge
-from .runner import Runner
-from .session import Session
-from .settings import Settings
-from .store import backend_from_url
+from ..app import App, Function, Runtime
+from ..app.function import _Default
+from ..core.admission import AddressCounter, origin_allowed
+from ..core.gates import Gate
+from ..core.hub import Hub
+from ..core.metrics import Metrics, exposition
+from ..core.metrics import available as metrics_available
+from ..core.runner import Runner
+from ..core.session import Session
+from ..errors import Refused
+from ..protocol import Close, Code, encode_error, encode_welcome
+from ..redis_bridge import RedisBridge
+from ..settings import Settings
+from ..store import StoreBackend, backend_from_url
 
 __all__ = ["Connection", "Server", "serve", "static_dir"]
 
@@ -65,7 +67,7 @@ def _frame_header(length: int) -> bytes:
 
 def static_dir() -> Path:
     """Where the browser client lives: next to the source tree, or inside the wheel."""
-    source = Path(__file__).resolve().parents[2] / "client_static"
+    source = Path(__file__).resolve().parents[3] / "client_static"
     if (source / "index.html").is_file():
         return source
     return Path(str(resources.files("tether") / "client_static"))
@@ -299,6 +301,9 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self.parked: dict[str, tuple[Session, asyncio.TimerHandle]] = {}
         self.bridge: RedisBridge | None = None
+        self.runtime: Runtime | None = None
+        # A backend this server made (from the `store` setting), closed when it stops.
+        self._own_backend: StoreBackend | None = None
         self._manifest: list[dict[str, Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._connections: dict[str, Connection] = {}
@@ -325,13 +330,14 @@ class Server:
         # The functions are fixed once serving starts: build their manifest once.
         self._manifest = self.app.manifest()
         self.hub.bind(loop)
+        backend = self.app.store.backend
         if self.settings.store != "memory://":
             namespace = self.settings.namespace or app_namespace(self.app.title)
-            self.app.store.use(backend_from_url(self.settings.store, namespace=namespace))
+            backend = self._own_backend = backend_from_url(self.settings.store, namespace=namespace)
             self.bridge = RedisBridge(self.settings.store, namespace, self.hub)
             await self.bridge.start()
-        self.app._publisher = self.hub.publish
-        self.app.store.bind(loop, publish=self.hub.publish)
+        self.runtime = Runtime(loop, backend, self.hub.publish)
+        self.app.attach(self.runtime)
         period = self.sweep_period()
         if period > 0:
             self._sweeper = loop.create_task(self._sweep(period))
@@ -426,10 +432,11 @@ class Server:
         if self.bridge is not None:
             await self.bridge.close()
         self.runner.close()
-        self.app._publisher = None
+        if self.runtime is not None:
+            self.app.detach(self.runtime)
         self.hub.bind(None)
-        self.app.store.bind(None)
-        await self.app.store.backend.close()
+        if self._own_backend is not None:
+            await self._own_backend.close()
 
     # -- resume ----------------------------------------------------------------
 
