@@ -87,14 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(app: App, host: str, port: int, settings: Settings, reuse_port: bool = False) -> None:
     from .server import serve
+    from .server.tuning import loop_factory
 
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - platforms without uvloop
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(serve(app, host, port, settings, announce=True, reuse_port=reuse_port))
 
 

@@ -362,46 +362,45 @@ class Client:
         return self._decoder.decode(call.fn, data)
 
     def _dispatch(self, msg: ServerMessage) -> None:
-        kind = type(msg)
-        if kind is Result:
-            call = self._pending.get(msg.id)  # type: ignore[union-attr]
-            if call is not None and not call.future.done():
-                call.future.set_result(self._decode(call, msg.data))  # type: ignore[union-attr]
-        elif kind is Partial:
-            call = self._pending.get(msg.id)  # type: ignore[union-attr]
-            if call is not None:
-                data = self._decode(call, msg.data)  # type: ignore[union-attr]
-                if call.on_partial is not None:
-                    call.on_partial(data)
-        elif kind is Queued:
-            call = self._pending.get(msg.id)  # type: ignore[union-attr]
-            if call is not None:
-                call.position = msg.position  # type: ignore[union-attr]
-                if call.on_queued is not None:
-                    call.on_queued(msg.position)  # type: ignore[union-attr]
-        elif kind is Started:
-            call = self._pending.get(msg.id)  # type: ignore[union-attr]
-            if call is not None:
-                call.position = None
-        elif kind is Event:
-            self._on_event(msg.topic, msg.data)  # type: ignore[union-attr]
-        elif kind is Subscribed:
-            self.subscribed.add(msg.topic)  # type: ignore[union-attr]
-            self._resolve_topic(msg.topic, None)  # type: ignore[union-attr]
-        elif kind is Unsubscribed:
-            self.subscribed.discard(msg.topic)  # type: ignore[union-attr]
-            self._resolve_topic(msg.topic, None)  # type: ignore[union-attr]
-        elif kind is Error:
-            assert isinstance(msg, Error)
-            error = TetherError(msg.code, msg.message, msg.id)
-            if msg.id is None and msg.topic is not None:
-                self._resolve_topic(msg.topic, error)
-                return
-            call = self._pending.get(msg.id)
-            if call is not None and not call.future.done():
-                call.future.set_exception(error)
-        elif kind is Pong and self._pongs:
-            self._pongs.pop(0).set_result(None)
+        match msg:
+            case Result(id, data):
+                call = self._pending.get(id)
+                if call is not None and not call.future.done():
+                    call.future.set_result(self._decode(call, data))
+            case Partial(id, data):
+                call = self._pending.get(id)
+                if call is not None and call.on_partial is not None:
+                    call.on_partial(self._decode(call, data))
+                elif call is not None:
+                    self._decode(call, data)  # later deltas build on this one
+            case Queued(id, position):
+                call = self._pending.get(id)
+                if call is not None:
+                    call.position = position
+                    if call.on_queued is not None:
+                        call.on_queued(position)
+            case Started(id):
+                call = self._pending.get(id)
+                if call is not None:
+                    call.position = None
+            case Event(topic, data):
+                self._on_event(topic, data)
+            case Subscribed(topic):
+                self.subscribed.add(topic)
+                self._resolve_topic(topic, None)
+            case Unsubscribed(topic):
+                self.subscribed.discard(topic)
+                self._resolve_topic(topic, None)
+            case Error(id, code, message, topic):
+                error = TetherError(code, message, id)
+                if id is None and topic is not None:
+                    self._resolve_topic(topic, error)
+                    return
+                call = self._pending.get(id)
+                if call is not None and not call.future.done():
+                    call.future.set_exception(error)
+            case Pong() if self._pongs:
+                self._pongs.pop(0).set_result(None)
 
     def _on_event(self, topic: str, data: Any) -> None:
         handler = self._handlers.get(topic)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import inspect
 import logging
 import os
@@ -36,6 +35,7 @@ from ..protocol import Close, Code, encode_error, encode_welcome
 from ..redis_bridge import RedisBridge
 from ..settings import Settings
 from ..store import StoreBackend, backend_from_url
+from .tuning import freeze_startup_objects, raise_open_files_limit, tune_gc
 
 __all__ = ["Connection", "Server", "serve", "static_dir"]
 
@@ -732,9 +732,7 @@ async def serve(
     """Serve ``app`` until ``stop`` is set, SIGINT or SIGTERM; then shut down gracefully."""
     server = Server(app, settings)
     settings = server.settings
-    if settings.gc_young_threshold:
-        _, older, oldest = gc.get_threshold()
-        gc.set_threshold(settings.gc_young_threshold, older, oldest)
+    tune_gc(settings.gc_young_threshold)
     raise_open_files_limit(settings.max_connections)
     runner = web.AppRunner(
         server.web,
@@ -753,11 +751,8 @@ async def serve(
         backlog=settings.listen_backlog,
     )
     await site.start()
-    if settings.gc_freeze and gc.get_freeze_count() == 0:
-        # Modules, the app and the server are here for good: keep full
-        # collections from walking them again and again. (Once per process.)
-        gc.collect()
-        gc.freeze()
+    if settings.gc_freeze:
+        freeze_startup_objects()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
@@ -778,31 +773,6 @@ async def serve(
         for sig in installed:
             loop.remove_signal_handler(sig)
         await runner.cleanup()
-
-
-def raise_open_files_limit(connections: int) -> int:
-    """Raise this process's soft limit on open files towards ``connections`` (plus
-    room for everything else), as far as the hard limit allows; return the limit."""
-    try:
-        import resource
-    except ImportError:  # not on this platform
-        return connections
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = connections + 256
-    if hard != resource.RLIM_INFINITY:
-        wanted = min(wanted, hard)
-    if wanted > soft:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-            soft = wanted
-    if soft < connections:
-        log.warning(
-            "the open-files limit (%d) is below max_connections (%d): connections beyond "
-            "it will fail; raise the hard limit (ulimit -Hn) or lower max_connections",
-            soft,
-            connections,
-        )
-    return int(soft)
 
 
 def app_namespace(title: str) -> str:
