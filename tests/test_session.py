@@ -17,8 +17,9 @@ import pytest
 from tether import App, Settings
 from tether.app import Function
 from tether.core.gates import Gate
+from tether.core.execution import Executor
 from tether.core.runner import Runner
-from tether.core.session import Session
+from tether.core.session import Services, Session
 
 
 class Harness:
@@ -30,7 +31,8 @@ class Harness:
         self.gates: dict[Function, Gate] = {}
         self.frames: list[dict[str, Any]] = []
         self.arrived = asyncio.Event()
-        self.session = Session(app, self.runner, settings, self._send, gate=self._gate)
+        services = Services(app, settings, Executor(self.runner), self._gate)
+        self.session = Session(services, self._send)
 
     def _gate(self, function: Function) -> Gate:
         return self.gates.setdefault(function, Gate(None, 100, 0.25))

@@ -1,10 +1,14 @@
-"""Admission and fairness, sans I/O: token buckets, origin checks, connection counts."""
+"""Admission and fairness, sans I/O: token buckets and flood control, origin checks,
+connection counts.
+
+Nothing here knows about sockets or the loop: callers pass the time in.
+"""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-__all__ = ["AddressCounter", "TokenBucket", "origin_allowed"]
+__all__ = ["AddressCounter", "FloodControl", "TokenBucket", "origin_allowed"]
 
 
 class TokenBucket:
@@ -32,6 +36,35 @@ class TokenBucket:
     def retry_after(self) -> float:
         """Seconds until the next token."""
         return max(0.0, (1.0 - self.tokens) / self.rate)
+
+
+class FloodControl(TokenBucket):
+    """One session's message rate: a token bucket for its messages, and a second one
+    for the messages it sent while rate-limited.
+
+    ``take(now)`` is False for a message over the rate (answer ``rate_limited``);
+    ``strike(now)`` counts such a message and is False once the session keeps
+    sending regardless (more than ``flood_limit`` of them, forgiven at ``rate``
+    per second): close it. One object per session (the strikes bucket is made
+    at the first strike; until then it would be full anyway).
+    """
+
+    __slots__ = ("flood_limit", "flooded", "strikes")
+
+    def __init__(self, rate: float, burst: float, flood_limit: float, now: float) -> None:
+        super().__init__(rate, burst, now)
+        self.flood_limit = flood_limit
+        self.strikes: TokenBucket | None = None
+        self.flooded = False
+
+    def strike(self, now: float) -> bool:
+        """Count a rate-limited message; False (and ``flooded``) when it is one too many."""
+        if self.strikes is None:
+            self.strikes = TokenBucket(self.rate, self.flood_limit, now)
+        if self.strikes.take(now):
+            return True
+        self.flooded = True
+        return False
 
 
 def origin_allowed(origin: str, host: str, allowed: frozenset[str]) -> bool:

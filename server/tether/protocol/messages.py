@@ -166,14 +166,5 @@ class Pong:
 
 
 ServerMessage = (
-    Welcome
-    | Result
-    | Partial
-    | Error
-    | Queued
-    | Started
-    | Event
-    | Subscribed
-    | Unsubscribed
-    | Pong
+    Welcome | Result | Partial | Error | Queued | Started | Event | Subscribed | Unsubscribed | Pong
 )
