@@ -4,7 +4,9 @@ built on the protocol's client half (``tether.protocol.client``)."""
 from __future__ import annotations
 
 from ..errors import TetherError
-from .aio import Call, Client, connect
+from .aio import Client
+from .call import Call
+from .connect import connect
 from .sync import SyncClient, connect_sync
 
 __all__ = ["Call", "Client", "SyncClient", "TetherError", "connect", "connect_sync"]

@@ -19,10 +19,9 @@ import contextlib
 import itertools
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -43,49 +42,16 @@ from ..protocol import (
     Unsubscribed,
     Welcome,
     decode_server,
-    decode_welcome,
-    encode_cancel,
     encode_ping,
     encode_submit,
     encode_subscribe,
     encode_unsubscribe,
 )
+from .call import Call, unwrap
 
-__all__ = ["Call", "Client", "connect"]
+__all__ = ["Client"]
 
 MAX_BUFFERED_EVENTS: Final = 10_000
-
-
-class Call:
-    """One submit in flight: await ``result()``, or ``cancel()`` it."""
-
-    __slots__ = ("_client", "fn", "frame", "future", "id", "on_partial", "on_queued", "position")
-
-    def __init__(
-        self,
-        client: Client,
-        id: Any,
-        fn: str,
-        on_partial: Callable[[list[Any]], Any] | None,
-        on_queued: Callable[[int], Any] | None,
-    ) -> None:
-        self._client = client
-        self.id = id
-        self.fn = fn
-        self.future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self.on_partial = on_partial
-        self.on_queued = on_queued
-        self.position: int | None = None  # while queued: 1-based position
-        self.frame: bytes | None = None  # the submit as sent (re-sent after a resume)
-
-    async def result(self) -> list[Any]:
-        """The ``data`` list of the result; raises ``TetherError`` on an error reply."""
-        return await self.future
-
-    async def cancel(self) -> None:
-        """Ask the server to cancel; ``result()`` then raises ``TetherError('cancelled')``
-        (unless the result was already on its way)."""
-        await self._client._send(encode_cancel(self.id))
 
 
 class Client:
@@ -157,10 +123,10 @@ class Client:
             callback = on_partial
 
             def wrapped(data: list[Any]) -> Any:
-                return callback(_unwrap(data))
+                return callback(unwrap(data))
 
         call = await self.start(fn, *args, on_partial=wrapped, on_queued=on_queued)
-        return _unwrap(await call.result())
+        return unwrap(await call.result())
 
     async def stream(self, fn: str, *args: Any) -> AsyncIterator[Any]:
         """Iterate the partials of a streaming function, then its final result."""
@@ -172,12 +138,12 @@ class Client:
                 getter = asyncio.ensure_future(queue.get())
                 await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
                 if getter.done():
-                    yield _unwrap(getter.result())
+                    yield unwrap(getter.result())
                     continue
                 getter.cancel()
                 while not queue.empty():
-                    yield _unwrap(queue.get_nowait())
-                yield _unwrap(waiter.result())
+                    yield unwrap(queue.get_nowait())
+                yield unwrap(waiter.result())
                 return
         finally:
             if not waiter.done():
@@ -446,96 +412,3 @@ class Client:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def _unwrap(outputs: list[Any]) -> Any:
-    return outputs[0] if len(outputs) == 1 else tuple(outputs)
-
-
-class _Connect:
-    """``await connect(url)`` or ``async with connect(url) as c``."""
-
-    def __init__(
-        self,
-        url: str,
-        deltas: bool,
-        keepalive: float | None,
-        resume: bool,
-        resume_timeout: float,
-        kwargs: dict[str, Any],
-    ) -> None:
-        self.url = _with_query(url, "deltas", "1") if deltas else url
-        self.keepalive = keepalive
-        self.resume = resume
-        self.resume_timeout = resume_timeout
-        self.kwargs = kwargs
-        self.client: Client | None = None
-
-    async def _open(self) -> Client:
-        ws, welcome = await self._handshake(self.url)
-        self.client = Client(
-            ws,
-            welcome,
-            self.keepalive,
-            reconnect=self._resume if self.resume else None,
-            resume_timeout=self.resume_timeout,
-        )
-        return self.client
-
-    async def _resume(self, token: str) -> tuple[ClientConnection, Welcome]:
-        return await self._handshake(_with_query(self.url, "resume", token))
-
-    async def _handshake(self, url: str) -> tuple[ClientConnection, Welcome]:
-        ws = await websockets.connect(url, max_size=None, compression=None, **self.kwargs)
-        try:
-            welcome = decode_welcome(await ws.recv())
-        except RemoteProtocolError as exc:
-            await ws.close()
-            raise TetherError(exc.code, exc.message) from None
-        except BaseException:
-            await ws.close()
-            raise
-        return ws, welcome
-
-    def __await__(self) -> Generator[Any, None, Client]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> Client:
-        return await self._open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self.client is not None:
-            await self.client.close()
-
-
-def connect(
-    url: str,
-    *,
-    deltas: bool = True,
-    keepalive: float | None = 60.0,
-    resume: bool = True,
-    resume_timeout: float = 30.0,
-    **kwargs: Any,
-) -> _Connect:
-    """Open a session.
-
-    ``deltas``: receive chatbot outputs as deltas (rebuilt here, so results are
-    always whole). ``keepalive``: seconds between application pings that keep a
-    quiet session from the server's idle timeout (``None``: none). ``resume``:
-    after a network drop, reconnect (for up to ``resume_timeout`` seconds) and
-    resume the same session, re-sending the submits still waiting. Extra keyword
-    arguments go to ``websockets.connect`` (e.g. ``additional_headers`` for a token).
-    """
-    return _Connect(url, deltas, keepalive, resume, resume_timeout, kwargs)
-
-
-def _with_query(url: str, key: str, value: str) -> str:
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query)
-    query.append((key, value))
-    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -14,7 +14,8 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .aio import Client, connect
+from .aio import Client
+from .connect import connect
 
 __all__ = ["SyncClient", "connect_sync"]
 

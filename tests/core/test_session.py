@@ -16,8 +16,8 @@ import pytest
 
 from tether import App, Settings
 from tether.app import Function
-from tether.core.gates import Gate
 from tether.core.execution import Executor
+from tether.core.gates import Gate
 from tether.core.runner import Runner
 from tether.core.session import Services, Session
 

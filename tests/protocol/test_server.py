@@ -359,7 +359,7 @@ def test_encode_welcome_adds_extra_fields() -> None:
 
 
 def test_protocol_md_documents_the_version_the_code_speaks() -> None:
-    doc = (Path(__file__).resolve().parents[1] / "protocol.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "protocol.md").read_text()
     assert f"**Version {PROTOCOL_VERSION}.**" in doc
     assert orjson.loads(encode_welcome("s", []))["protocol"] == PROTOCOL_VERSION
 
