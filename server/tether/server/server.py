@@ -31,6 +31,7 @@ from ..core.metrics import Metrics
 from ..core.resume import ParkedSessions
 from ..core.runner import Runner
 from ..core.session import Services, Session
+from ..errors import AppError
 from ..protocol import Close
 from ..redis_bridge import RedisBridge
 from ..settings import Settings
@@ -184,6 +185,11 @@ async def serve(
     reuse_port: bool = False,
 ) -> None:
     """Serve ``app`` until ``stop`` is set, SIGINT or SIGTERM; then shut down gracefully."""
+    if app.runtime is not None:
+        raise AppError(
+            f"the app {app.title!r} is already being served by another server in this "
+            "process; stop that one first, or build one App per server"
+        )
     server = Server(app, settings)
     settings = server.settings
     tune_gc(settings.gc_young_threshold)
