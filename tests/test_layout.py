@@ -181,3 +181,13 @@ def test_the_layout_rules_see_the_imports_they_check() -> None:
     assert "tether.core.session" in imports("tether.server.websocket")
     assert "tether.core.session" not in imports("tether.core.resume")  # TYPE_CHECKING only
     assert _frames_built_by_hand(PACKAGE / "protocol" / "client.py")
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    packages = {module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}
+    assert packages <= listed, f"add to pyproject.toml's packages: {sorted(packages - listed)}"

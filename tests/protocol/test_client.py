@@ -3,6 +3,7 @@ server encodes a client decodes into typed messages."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -143,3 +144,8 @@ def test_a_welcome_in_another_protocol_version_is_refused_with_both_versions_nam
         RemoteProtocolError, match=f"speaks protocol 1, this client speaks {PROTOCOL_VERSION}"
     ):
         decode_welcome(frame)
+
+
+def test_the_browser_client_speaks_the_version_the_server_speaks() -> None:
+    source = (Path(__file__).resolve().parents[2] / "client_static" / "tether.js").read_text()
+    assert f"export const PROTOCOL = {PROTOCOL_VERSION};" in source

@@ -3,9 +3,8 @@
 ``server.py`` wires a ``Server`` (the runtime lent to the App, lifecycle,
 drain); ``websocket.py`` is one connection's handler and read loop;
 ``outbox.py`` its outgoing frames and bounded send queue; ``keepalive.py`` the
-sweep that pings and closes silent connections; ``parking.py`` sessions
-awaiting a resume; ``routes.py`` the HTTP endpoints and the handshake's
-admission; ``tuning.py`` process settings shared by the CLI, the load tester
+sweep that pings and closes silent connections; ``routes.py`` the HTTP
+endpoints and the handshake's admission; ``tuning.py`` process settings shared by the CLI, the load tester
 and bench (open-files limit, GC, loop factory).
 
 ``Server`` and ``serve`` are imported on first use, so that ``tuning`` can be
