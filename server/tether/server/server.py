@@ -23,6 +23,7 @@ from aiohttp import WSMsgType, web
 
 from ..app import App, Function, Runtime
 from ..app.function import _Default
+from ..cluster.bridge import RedisBridge
 from ..core.admission import AddressCounter, origin_allowed
 from ..core.gates import Gate
 from ..core.hub import Hub
@@ -32,7 +33,6 @@ from ..core.runner import Runner
 from ..core.session import Session
 from ..errors import Refused
 from ..protocol import Close, Code, encode_error, encode_welcome
-from ..redis_bridge import RedisBridge
 from ..settings import Settings
 from ..store import StoreBackend, backend_from_url
 from .tuning import freeze_startup_objects, raise_open_files_limit, tune_gc
