@@ -4,8 +4,9 @@
 drain); ``websocket.py`` is one connection's handler and read loop;
 ``outbox.py`` its outgoing frames and bounded send queue; ``keepalive.py`` the
 sweep that pings and closes silent connections; ``routes.py`` the HTTP
-endpoints and the handshake's admission; ``tuning.py`` process settings shared by the CLI, the load tester
-and bench (open-files limit, GC, loop factory).
+endpoints and the handshake's admission; ``tuning.py`` process settings
+shared by the CLI, the load tester and bench (open-files limit, GC, loop
+factory).
 
 ``Server`` and ``serve`` are imported on first use, so that ``tuning`` can be
 used without loading aiohttp's server.

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,8 @@ from aiohttp import web
 
 from ..app import App, Function, Runtime
 from ..app.function import _Default
+from ..cluster.bridge import RedisBridge
+from ..cluster.channels import app_namespace
 from ..core.admission import AddressCounter
 from ..core.execution import Executor
 from ..core.gates import Gate
@@ -33,7 +34,6 @@ from ..core.runner import Runner
 from ..core.session import Services, Session
 from ..errors import AppError
 from ..protocol import Close
-from ..redis_bridge import RedisBridge
 from ..settings import Settings
 from ..store import StoreBackend, backend_from_url
 from . import routes, websocket
@@ -99,7 +99,7 @@ class Server:
             await self.bridge.start()
         self.runtime = Runtime(loop, backend, self.hub.publish)
         self.app.attach(self.runtime)
-        self.parked = ParkedSessions(settings.resume_grace, getattr(backend, "sessions", None))
+        self.parked = ParkedSessions(settings.resume_grace, backend.sessions)
         self.services = Services(
             self.app,
             settings,
@@ -233,12 +233,6 @@ async def serve(
         for sig in installed:
             loop.remove_signal_handler(sig)
         await runner.cleanup()
-
-
-def app_namespace(title: str) -> str:
-    """A Redis namespace from an app title: "tether demo" -> "tether-demo"."""
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-    return slug or "tether"
 
 
 def _bound_port(site: web.TCPSite) -> int | None:

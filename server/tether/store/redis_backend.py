@@ -1,5 +1,7 @@
 """The Redis store backend: the same atomic operations, shared by every tether process.
 
+(The operations' docs: ``backend.StoreBackend``.)
+
 Each operation is one round trip: a single command, or a Lua script where
 two commands must happen together (append + trim, add + keep, the typed
 ``incr``). ``update`` is the exception by nature: ``fn`` is Python, so it runs
@@ -8,15 +10,9 @@ here between an optimistic WATCH/GET and a MULTI/SET/EXEC, and is retried
 of one key from one backend queue locally first, so the only writers that
 can make an update retry are other processes.
 
-Keys, for a namespace ``ns`` (default ``tether``)::
-
-    ns:v:<key>      values (JSON text)
-    ns:list:<key>   lists (RPUSH/LRANGE of JSON texts)
-    ns:lb:<board>   leaderboards (sorted sets)
-
-Each kind has its own prefix so that a value, a list and a board may share a
-name (as in the memory backend) and no user key can collide with another
-kind's key. Namespaces may not contain ``:`` so two never overlap.
+Keys and channels live under a namespace (default ``tether``), one prefix
+per kind, all named in ``cluster/channels.py``. Session records
+(``sessions.RedisSessionRecords``, ``backend.sessions``) share the pool.
 
 Connections come from a bounded, blocking pool. redis-py's own retries are
 off: a retry of a command that may already have run would apply ``incr`` or
@@ -39,22 +35,23 @@ import redis.exceptions as rerr
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .protocol import encode_event, event_prefix
-from .store import (
-    MAX_UPDATE_RETRIES,
-    StoreBackend,
-    StoreError,
-    StoreUnavailable,
-    _dumps,
+from ..cluster.channels import board_key, check_namespace, list_key, topic_channel, value_key
+from ..errors import StoreError, StoreUnavailable
+from ..protocol import encode_event, event_prefix
+from .backend import StoreBackend
+from .checks import (
     check_count,
     check_increment,
     check_index,
     check_member,
     check_score,
-    nan_score,
-    not_a_number,
-    out_of_range,
+    dumps_value,
+    nan_score_message,
+    not_a_number_message,
+    out_of_range_message,
 )
+from .redis_scripts import INCR, LB_ADD, LIST_APPEND
+from .sessions import RedisSessionRecords
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -62,10 +59,14 @@ __all__ = [
     "DEFAULT_SOCKET_CONNECT_TIMEOUT",
     "DEFAULT_SOCKET_TIMEOUT",
     "DEFAULT_UPDATE_BACKOFF",
+    "MAX_UPDATE_RETRIES",
     "RedisBackend",
 ]
 
 T = TypeVar("T")
+
+MAX_UPDATE_RETRIES: Final = 64
+"""Attempts an ``update`` makes, after the first, when other writers keep winning."""
 
 DEFAULT_SOCKET_CONNECT_TIMEOUT: Final = 2.0
 """Seconds to open a TCP connection to Redis before giving up."""
@@ -78,83 +79,6 @@ DEFAULT_POOL_TIMEOUT: Final = 5.0
 DEFAULT_UPDATE_BACKOFF: Final = 0.05
 """Longest pause (seconds) between two attempts of a contended ``update``."""
 _UPDATE_BACKOFF_BASE: Final = 0.001
-
-# ARGV[1]: the increment as text; ARGV[2]: 'i' for an int increment, 'f' for a float.
-# Integers stay exact through INCRBY (the result is read back as text, since
-# Lua numbers are doubles). Anything involving a float is added here as a
-# double, like Python does (INCRBYFLOAT uses long doubles and prints 3.0 as
-# "3", which would read back as an int), and stored in its shortest exact form.
-_INCR = """
-local raw = redis.call('GET', KEYS[1])
-if ARGV[2] == 'i' and (not raw or string.match(raw, '^%-?%d+$')) then
-  local done = redis.pcall('INCRBY', KEYS[1], ARGV[1])
-  if type(done) == 'table' and done.err then
-    return redis.error_reply('TETHER_RANGE')
-  end
-  return redis.call('GET', KEYS[1])
-end
-local current = 0
-if raw then
-  current = tonumber(raw)
-  if current == nil then
-    return redis.error_reply('TETHER_NOTNUM')
-  end
-end
-local value = current + tonumber(ARGV[1])
-if value ~= value or value == math.huge or value == -math.huge then
-  return redis.error_reply('TETHER_RANGE')
-end
-local text
-for digits = 15, 17 do
-  text = string.format('%.' .. digits .. 'g', value)
-  if tonumber(text) == value then break end
-end
-if not string.find(text, '[%.e]') then
-  text = text .. '.0'
-end
-redis.call('SET', KEYS[1], text)
-return text
-"""
-
-# ARGV[1]: the JSON value; ARGV[2]: maxlen or ''; ARGV[3]: channel or '';
-# ARGV[4]: the event frame to publish there (atomically with the append).
-_LIST_APPEND = """
-local n = redis.call('RPUSH', KEYS[1], ARGV[1])
-if ARGV[2] ~= '' then
-  local maxlen = tonumber(ARGV[2])
-  if n > maxlen then
-    redis.call('LTRIM', KEYS[1], -maxlen, -1)
-    n = maxlen
-  end
-end
-if ARGV[3] ~= '' then
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
-end
-return n
-"""
-
-# ARGV[1]: score; ARGV[2]: member; ARGV[3]: keep or ''; ARGV[4]: top (0: none);
-# ARGV[5]: channel or ''; ARGV[6]: the event frame's prefix, up to its data.
-# Returns the top entries as [member, score, ...]; publishes their scores.
-_LB_ADD = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[3] ~= '' then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[3]) - 1)
-end
-local top = tonumber(ARGV[4])
-if top == 0 then
-  return {}
-end
-local best = redis.call('ZREVRANGE', KEYS[1], 0, top - 1, 'WITHSCORES')
-if ARGV[5] ~= '' then
-  local scores = {}
-  for i = 2, #best, 2 do
-    scores[#scores + 1] = best[i]
-  end
-  redis.call('PUBLISH', ARGV[5], ARGV[6] .. '[' .. table.concat(scores, ',') .. ']}')
-end
-return best
-"""
 
 
 def _redacted(url: str) -> str:
@@ -193,10 +117,7 @@ class RedisBackend(StoreBackend):
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
-        if not isinstance(namespace, str) or not namespace or ":" in namespace:
-            raise StoreError(
-                f"the namespace must be a non-empty str without ':', not {namespace!r}"
-            )
+        check_namespace(namespace)
         check_count("update_retries", update_retries, 0)
         check_count("max_connections", max_connections, 1)
         for name, seconds in (
@@ -225,48 +146,31 @@ class RedisBackend(StoreBackend):
         self._client = aioredis.Redis.from_pool(pool)
         self._update_locks: dict[str, asyncio.Lock] = {}
         self._update_waiters: dict[str, int] = {}
-        self._incr = self._client.register_script(_INCR)
-        self._list_append = self._client.register_script(_LIST_APPEND)
-        self._lb_add = self._client.register_script(_LB_ADD)
+        self._incr = self._client.register_script(INCR)
+        self._list_append = self._client.register_script(LIST_APPEND)
+        self._lb_add = self._client.register_script(LB_ADD)
+        self.sessions = RedisSessionRecords(self._client, namespace, self._run)
+
+    shared = True
+    publisher: Callable[[str, Any], None] | None = None
 
     def __repr__(self) -> str:
         return f"RedisBackend({self.url!r}, namespace={self.namespace!r})"
 
-    shared = True
-
-    def channel(self, topic: str) -> str:
-        """The pub/sub channel of a topic (the same as the node bridges listen to)."""
-        return f"{self.namespace}:topic:{topic}"
-
-    def _session(self, token: str) -> str:
-        return f"{self.namespace}:session:{token}"
-
-    async def session_save(self, token: str, record: dict[str, Any], ttl: float) -> None:
-        raw = _dumps(record)
-        await self._run(self._client.set(self._session(token), raw, px=max(1, int(ttl * 1000))))
-
-    async def session_claim(self, token: str) -> dict[str, Any] | None:
-        raw = await self._run(self._client.getdel(self._session(token)))
-        return None if raw is None else cast(dict[str, Any], orjson.loads(raw))
-
-    async def session_delete(self, token: str) -> None:
-        await self._run(self._client.delete(self._session(token)))
-
     async def ping(self) -> bool:
-        """True when Redis answers (for readiness checks)."""
         try:
             return bool(await self._run(self._client.ping()))
         except StoreError:
             return False
 
     def _value(self, key: str) -> str:
-        return f"{self.namespace}:v:{key}"
+        return value_key(self.namespace, key)
 
     def _list(self, key: str) -> str:
-        return f"{self.namespace}:list:{key}"
+        return list_key(self.namespace, key)
 
     def _board(self, board: str) -> str:
-        return f"{self.namespace}:lb:{board}"
+        return board_key(self.namespace, board)
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(
@@ -287,7 +191,7 @@ class RedisBackend(StoreBackend):
         return default if raw is None else orjson.loads(raw)
 
     async def set(self, key: str, value: Any) -> None:
-        raw = _dumps(value)
+        raw = dumps_value(value)
         await self._run(self._client.set(self._value(key), raw))
 
     async def delete(self, key: str) -> bool:
@@ -303,9 +207,9 @@ class RedisBackend(StoreBackend):
         except StoreError as exc:
             reason = str(exc.__cause__) if exc.__cause__ is not None else ""
             if reason.startswith("TETHER_NOTNUM"):
-                raise StoreError(not_a_number(key)) from None
+                raise StoreError(not_a_number_message(key)) from None
             if reason.startswith("TETHER_RANGE"):
-                raise StoreError(out_of_range(key)) from None
+                raise StoreError(out_of_range_message(key)) from None
             raise
         value: int | float = orjson.loads(text)
         return value
@@ -359,9 +263,9 @@ class RedisBackend(StoreBackend):
                     if topic is not None:
                         frame = encode_event(topic, event(value) if event is not None else value)
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(name, _dumps(value))
+                    pipe.set(name, dumps_value(value))
                     if frame is not None:
-                        pipe.publish(self.channel(topic or ""), frame)
+                        pipe.publish(topic_channel(self.namespace, topic or ""), frame)
                     await pipe.execute()
                     return value
             except rerr.WatchError:
@@ -379,11 +283,11 @@ class RedisBackend(StoreBackend):
         self, key: str, value: Any, maxlen: int | None = None, *, topic: str | None = None
     ) -> int:
         check_count("list_append: maxlen", maxlen, 1, optional=True)
-        raw = _dumps(value)
+        raw = dumps_value(value)
         limit = "" if maxlen is None else str(maxlen)
         channel = frame = b""
         if topic is not None:
-            channel = self.channel(topic).encode()
+            channel = topic_channel(self.namespace, topic).encode()
             frame = encode_event(topic, orjson.loads(raw))
         n: int = await self._run(
             self._list_append(keys=[self._list(key)], args=[raw, limit, channel, frame])
@@ -416,7 +320,7 @@ class RedisBackend(StoreBackend):
             return []
         channel = prefix = b""
         if topic is not None:
-            channel = self.channel(topic).encode()
+            channel = topic_channel(self.namespace, topic).encode()
             prefix = event_prefix(topic)
         flat = await self._run(
             self._lb_add(
@@ -440,7 +344,7 @@ class RedisBackend(StoreBackend):
             score = await self._run(self._client.zincrby(self._board(board), by, member))
         except StoreError as exc:
             if isinstance(exc.__cause__, rerr.ResponseError) and "NaN" in str(exc.__cause__):
-                raise StoreError(nan_score(board, member)) from None
+                raise StoreError(nan_score_message(board, member)) from None
             raise
         return float(cast(float, score))
 
@@ -464,5 +368,4 @@ class RedisBackend(StoreBackend):
         return score
 
     async def close(self) -> None:
-        """Close every pooled connection (a later operation would open new ones)."""
         await self._client.aclose()

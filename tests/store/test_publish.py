@@ -1,5 +1,5 @@
-"""Store operations that publish their change atomically, and session records, on both
-backends (memory and a real redis-server)."""
+"""Store operations that publish their change atomically, on both backends (memory,
+and a real redis-server listened to as the node bridges listen)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.redis_server import RedisServer
-from tether.redis_store import RedisBackend
+from tether.cluster.channels import channel_topic, topic_channel, topic_pattern
 from tether.store import MemoryBackend, StoreBackend, StoreError
+from tether.store.redis_backend import RedisBackend
 
 
 class Capture:
@@ -35,10 +36,13 @@ class Capture:
         return self.events
 
 
+Events = tuple[StoreBackend, Capture]
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def backend_and_events(
     request: pytest.FixtureRequest,
-) -> AsyncIterator[tuple[StoreBackend, Capture]]:
+) -> AsyncIterator[Events]:
     capture = Capture()
     if request.param == "memory":
         backend = MemoryBackend()
@@ -50,15 +54,18 @@ async def backend_and_events(
     redis_backend = RedisBackend(server.url, namespace)
     listener = aioredis.Redis.from_url(server.url)
     pubsub = listener.pubsub()
-    prefix = f"{namespace}:topic:"
-    await pubsub.psubscribe(prefix + "*")
+    await pubsub.psubscribe(topic_pattern(namespace))
+    async with asyncio.timeout(10):  # until Redis has the subscription
+        while (await pubsub.get_message(timeout=1)) is None:
+            pass
 
     async def listen() -> None:
         async for message in pubsub.listen():
             if message["type"] == "pmessage":
                 frame = orjson.loads(message["data"])
                 assert frame["type"] == "event"
-                assert message["channel"].decode() == prefix + frame["topic"]
+                assert message["channel"].decode() == topic_channel(namespace, frame["topic"])
+                assert channel_topic(namespace, message["channel"]) == frame["topic"]
                 capture.add(frame["topic"], frame["data"])
 
     task = asyncio.create_task(listen())
@@ -70,8 +77,8 @@ async def backend_and_events(
 
 
 async def test_lb_add_returns_the_top_n_and_publishes_their_scores_in_change_order(
-    backend_and_events,
-):
+    backend_and_events: Events,
+) -> None:
     backend, capture = backend_and_events
     assert await backend.lb_add("b", "ann", 10, top=3, topic="scores") == [("ann", 10.0)]
     await backend.lb_add("b", "bob", 2.5, top=3, topic="scores")
@@ -81,13 +88,13 @@ async def test_lb_add_returns_the_top_n_and_publishes_their_scores_in_change_ord
     assert events == [("scores", [10]), ("scores", [10, 2.5]), ("scores", [30, 10])]
 
 
-async def test_lb_add_with_a_topic_needs_a_top(backend_and_events):
+async def test_lb_add_with_a_topic_needs_a_top(backend_and_events: Events) -> None:
     backend, _ = backend_and_events
     with pytest.raises(StoreError):
         await backend.lb_add("b", "ann", 1, topic="scores")
 
 
-async def test_list_append_publishes_the_appended_value(backend_and_events):
+async def test_list_append_publishes_the_appended_value(backend_and_events: Events) -> None:
     backend, capture = backend_and_events
     await backend.list_append("h", {"text": "hi"}, 2, topic="room:x")
     await backend.list_append("h", {"text": "there"}, 2, topic="room:x")
@@ -97,7 +104,7 @@ async def test_list_append_publishes_the_appended_value(backend_and_events):
     ]
 
 
-async def test_update_publishes_the_new_value_or_its_event(backend_and_events):
+async def test_update_publishes_the_new_value_or_its_event(backend_and_events: Events) -> None:
     backend, capture = backend_and_events
     await backend.update("p", lambda m: {**(m or {}), "a": "Ann"}, {}, topic="t")
     await backend.update(
@@ -106,26 +113,12 @@ async def test_update_publishes_the_new_value_or_its_event(backend_and_events):
     assert await capture.wait_for(2) == [("t", {"a": "Ann"}), ("t", ["Ann", "Bob"])]
 
 
-async def test_concurrent_publishing_updates_publish_every_state_in_order(backend_and_events):
+async def test_concurrent_publishing_updates_publish_every_state_in_order(
+    backend_and_events: Events,
+) -> None:
     backend, capture = backend_and_events
     await asyncio.gather(
         *(backend.update("n", lambda v: (v or 0) + 1, 0, topic="n") for _ in range(20))
     )
     events = await capture.wait_for(20)
     assert [data for _, data in events] == list(range(1, 21))
-
-
-async def test_a_redis_session_record_is_claimed_once_and_expires(redis_server, redis_namespace):
-    backend = RedisBackend(redis_server.url, redis_namespace)
-    other = RedisBackend(redis_server.url, redis_namespace)
-    try:
-        record = {"id": "s1", "state": {"chat.history": [["a", "b"]]}, "results": []}
-        await backend.session_save("tok", record, ttl=10)
-        claims = await asyncio.gather(backend.session_claim("tok"), other.session_claim("tok"))
-        assert sorted(claims, key=lambda c: c is None) == [record, None]
-        await backend.session_save("short", record, ttl=0.05)
-        await asyncio.sleep(0.3)
-        assert await other.session_claim("short") is None
-    finally:
-        await backend.close()
-        await other.close()

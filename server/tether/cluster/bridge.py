@@ -1,12 +1,13 @@
 """Topics across nodes: every publish goes through Redis pub/sub to every node.
 
 ``hub.forward`` hands each locally published event frame to the bridge, which
-PUBLISHes it on ``<ns>:topic:<topic>`` from a single sender task (one
-connection, so one node's events keep their order). A listener task
-PSUBSCRIBEs ``<ns>:topic:*`` and delivers what arrives — from this node or
-another — to local subscribers. Store operations that publish (leaderboards,
-room history, presence) PUBLISH the same frames from inside their Lua script
-or transaction, so those events are ordered with the changes, across nodes.
+PUBLISHes it on the topic's channel (``channels.topic_channel``) from a single
+sender task (one connection, so one node's events keep their order). A
+listener task PSUBSCRIBEs the namespace's ``channels.topic_pattern`` and
+delivers what arrives — from this node or another — to local subscribers.
+Store operations that publish (leaderboards, room history, presence) PUBLISH
+the same frames from inside their Lua script or transaction, so those events
+are ordered with the changes, across nodes.
 
 The listener never dies silently: on any error it marks itself unhealthy,
 reconnects with jittered backoff, subscribes again, and marks itself healthy.
@@ -20,11 +21,12 @@ import contextlib
 import logging
 import random
 from collections import deque
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, Protocol
 
-from .core.hub import Hub
+from .channels import channel_topic, topic_channel, topic_pattern
 
-__all__ = ["RedisBridge", "topic_channel"]
+__all__ = ["RedisBridge", "TopicHub"]
 
 log = logging.getLogger("tether.redis")
 
@@ -32,19 +34,26 @@ MAX_OUTBOX: Final = 10_000
 """Events waiting to be published while Redis is slow or down; more are dropped."""
 
 
-def topic_channel(namespace: str, topic: str) -> str:
-    return f"{namespace}:topic:{topic}"
+class TopicHub(Protocol):
+    """What the bridge needs of a node's topic hub (``core.hub.Hub``)."""
+
+    # Set by the bridge: where the hub hands locally published frames instead
+    # of delivering them itself.
+    forward: Callable[[str, bytes], None] | None
+
+    def deliver(self, topic: str, frame: bytes) -> object:
+        """Put an encoded event on every local subscriber's send queue."""
+        ...
 
 
 class RedisBridge:
-    def __init__(self, url: str, namespace: str, hub: Hub) -> None:
+    def __init__(self, url: str, namespace: str, hub: TopicHub) -> None:
         self.url = url
         self.namespace = namespace
         self.hub = hub
         self.healthy = False
         self.dropped = 0
         self.reconnects = 0
-        self._prefix = f"{namespace}:topic:"
         self._outbox: deque[tuple[str, bytes]] = deque()
         self._wake = asyncio.Event()
         self._subscribed = asyncio.Event()
@@ -90,7 +99,7 @@ class RedisBridge:
             while self._outbox:
                 topic, frame = self._outbox[0]
                 try:
-                    await self._client.publish(self._prefix + topic, frame)
+                    await self._client.publish(topic_channel(self.namespace, topic), frame)
                 except Exception as exc:
                     log.warning("publishing to Redis failed (%s); retrying", exc)
                     await asyncio.sleep(random.uniform(0, delay))
@@ -101,7 +110,7 @@ class RedisBridge:
 
     async def _listen(self) -> None:
         delay = 0.05
-        pattern = self._prefix + "*"
+        pattern = topic_pattern(self.namespace)
         while True:
             pubsub = self._client.pubsub()
             try:
@@ -115,10 +124,9 @@ class RedisBridge:
                 async for message in pubsub.listen():
                     if message.get("type") != "pmessage":
                         continue
-                    channel = message["channel"]
-                    if isinstance(channel, bytes):
-                        channel = channel.decode()
-                    self.hub.deliver(channel[len(self._prefix) :], message["data"])
+                    topic = channel_topic(self.namespace, message["channel"])
+                    if topic is not None:
+                        self.hub.deliver(topic, message["data"])
                 raise ConnectionError("the subscription ended")
             except asyncio.CancelledError:
                 raise
