@@ -58,3 +58,50 @@ def test_a_server_that_refuses_connections_gives_a_failing_status(tmp_path):
     assert result["errors"]["connect_failed"] >= 2
     assert result["submits_ok"] == 0
 
+
+def test_serve_and_demo_do_not_import_the_load_tester():
+    # `tether serve` and `tether demo` import tether.cli; the load tester costs them
+    # a quarter of a second at startup if that pulls it in.
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import tether.cli"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    modules = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()]
+    assert "tether.cli" in modules
+    assert not [m for m in modules if m.startswith("tether.loadtest")]
+
+
+def test_tether_help_lists_the_loadtest_command():
+    proc = subprocess.run(
+        [sys.executable, "-m", "tether", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "loadtest" in proc.stdout
+    assert "latency and throughput" in proc.stdout
+
+
+def test_tether_loadtest_help_shows_all_of_its_options():
+    proc = subprocess.run(
+        [sys.executable, "-m", "tether", "loadtest", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: tether loadtest ")
+    for option in ("--users", "--duration", "--scenario", "--rate", "--procs", "--check"):
+        assert option in proc.stdout
+
+
+def test_tether_loadtest_without_a_url_is_a_usage_error_of_its_own():
+    proc = subprocess.run(
+        [sys.executable, "-m", "tether", "loadtest", "--users", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "tether loadtest: error: the following arguments are required: url" in proc.stderr
