@@ -36,17 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tether import App
+import orjson
+
+from tether import PROTOCOL_VERSION, App
 from tether.demo import reply_to
-from tether.protocol import (
-    Submit,
-    Subscribe,
-    decode_client,
-    encode_event,
-    encode_result,
-    encode_subscribed,
-    encode_welcome,
-)
 
 HERE = Path(__file__).resolve().parent
 KINDS = (
@@ -79,14 +72,21 @@ async def publish(data: Any) -> None:
     fanout_app.publish(FANOUT_TOPIC, data)
 
 
-CHAT_FUNCTIONS = [{"name": "chat", "inputs": ["text"], "outputs": ["chatbot"]}]
-FANOUT_FUNCTIONS = [{"name": "publish", "inputs": ["json"], "outputs": []}]
+def _welcome() -> bytes:
+    return orjson.dumps(
+        {
+            "type": "welcome",
+            "protocol": PROTOCOL_VERSION,
+            "session": os.urandom(16).hex(),
+            "functions": [{"name": "chat", "inputs": ["text"], "outputs": ["chatbot"]}],
+        }
+    )
 
 
-def _reply(submit: Submit, history: list[list[str]]) -> bytes:
-    message = submit.data[0]
+def _reply(obj: dict[str, Any], history: list[list[str]]) -> bytes:
+    message = obj["data"][0]
     history.append([message, reply_to(message)])
-    return encode_result(submit.id, [history])
+    return orjson.dumps({"type": "result", "id": obj["id"], "data": [history]})
 
 
 def serve_baseline(port: int, executor: bool) -> None:
@@ -97,19 +97,17 @@ def serve_baseline(port: int, executor: bool) -> None:
     async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=1 << 20, compress=False)
         await ws.prepare(request)
-        await ws.send_frame(encode_welcome(os.urandom(16).hex(), CHAT_FUNCTIONS), WSMsgType.TEXT)
+        await ws.send_frame(_welcome(), WSMsgType.TEXT)
         history: list[list[str]] = []
         loop = asyncio.get_running_loop()
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
                 continue
-            submit = decode_client(msg.data)
-            if type(submit) is not Submit:
-                continue  # the benchmark sends nothing else
+            obj = orjson.loads(msg.data)
             if executor:
-                frame = await loop.run_in_executor(pool, _reply, submit, history)
+                frame = await loop.run_in_executor(pool, _reply, obj, history)
             else:
-                frame = _reply(submit, history)
+                frame = _reply(obj, history)
             await ws.send_frame(frame, WSMsgType.TEXT)
         return ws
 
@@ -137,29 +135,39 @@ def serve_fanout_baseline(port: int) -> None:
     from aiohttp import WSMsgType, web
 
     subscribers: set[web.WebSocketResponse] = set()
+    welcome = orjson.dumps(
+        {
+            "type": "welcome",
+            "protocol": PROTOCOL_VERSION,
+            "session": "fanout-baseline",
+            "topics": [FANOUT_TOPIC],
+            "functions": [{"name": "publish", "inputs": ["json"], "outputs": []}],
+        }
+    )
 
     async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=1 << 20, compress=False)
         await ws.prepare(request)
-        welcome = encode_welcome(os.urandom(16).hex(), FANOUT_FUNCTIONS, topics=[FANOUT_TOPIC])
         await ws.send_frame(welcome, WSMsgType.TEXT)
         try:
             async for msg in ws:
                 if msg.type is not WSMsgType.TEXT:
                     continue
-                message = decode_client(msg.data)
-                if type(message) is Subscribe:
+                obj = orjson.loads(msg.data)
+                if obj["type"] == "subscribe":
                     subscribers.add(ws)
-                    reply = encode_subscribed(message.topic)
-                elif type(message) is Submit:
-                    frame = encode_event(FANOUT_TOPIC, message.data[0])
+                    reply = {"type": "subscribed", "topic": obj["topic"]}
+                elif obj["type"] == "submit":
+                    frame = orjson.dumps(
+                        {"type": "event", "topic": FANOUT_TOPIC, "data": obj["data"][0]}
+                    )
                     for subscriber in list(subscribers):
                         with contextlib.suppress(ConnectionError, RuntimeError):
                             await subscriber.send_frame(frame, WSMsgType.TEXT)
-                    reply = encode_result(message.id, [])
+                    reply = {"type": "result", "id": obj["id"], "data": []}
                 else:
                     continue
-                await ws.send_frame(reply, WSMsgType.TEXT)
+                await ws.send_frame(orjson.dumps(reply), WSMsgType.TEXT)
         finally:
             subscribers.discard(ws)
         return ws
