@@ -34,7 +34,7 @@ async def test_submits_that_share_no_slot_do_not_wait_for_each_other() -> None:
     loop = asyncio.get_running_loop()
     first = order.claim(["a"], loop)
     second = order.claim(["b"], loop)
-    assert second.waits == []
+    assert second[1] == []  # (slots, waits, done)
     await asyncio.wait_for(SlotOrder.wait(second), 1)
     order.release(first)
     order.release(second)
@@ -46,10 +46,10 @@ async def test_a_submit_on_two_slots_waits_for_the_last_claim_of_each() -> None:
     a = order.claim(["a"], loop)
     b = order.claim(["b"], loop)
     both = order.claim(["a", "b"], loop)
-    assert both.waits == [a.done, b.done]
+    assert both[1] == [a[2], b[2]]
     order.release(a)
     await settle()
-    assert not all(w.done() for w in both.waits)
+    assert not all(w.done() for w in both[1])
     order.release(b)
     await asyncio.wait_for(SlotOrder.wait(both), 1)
 
@@ -62,7 +62,7 @@ async def test_a_turn_ended_early_does_not_let_the_next_overtake_its_predecessor
     following = order.claim(["s"], loop)
     order.release(cancelled)
     await settle()
-    assert not following.waits[0].done()  # still behind the running one
+    assert not following[1][0].done()  # still behind the running one
     order.release(running)
     await asyncio.wait_for(SlotOrder.wait(following), 1)
     order.release(following)
@@ -75,4 +75,4 @@ async def test_releasing_a_turn_twice_is_harmless() -> None:
     turn = order.claim(["s"], loop)
     order.release(turn)
     order.release(turn)
-    assert turn.done.done() and order.busy() == 0
+    assert turn[2].done() and order.busy() == 0

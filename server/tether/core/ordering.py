@@ -21,15 +21,9 @@ from typing import Any
 __all__ = ["SlotOrder", "Turn"]
 
 
-class Turn:
-    """One submit's place in the order of the slots it touches."""
-
-    __slots__ = ("done", "slots", "waits")
-
-    def __init__(self, slots: Sequence[Any], waits: list[asyncio.Future[None]], done: Any) -> None:
-        self.slots = slots
-        self.waits = waits
-        self.done: asyncio.Future[None] = done
+Turn = tuple[Sequence[Any], list["asyncio.Future[None]"], "asyncio.Future[None]"]
+"""One submit's place in the order of the slots it touches: (slots, the tails it
+waits for, its own completion future). A tuple: one per submit, on the hot path."""
 
 
 class SlotOrder:
@@ -50,29 +44,30 @@ class SlotOrder:
             if tail is not None and tail not in waits:
                 waits.append(tail)
             tails[slot] = done
-        return Turn(slots, waits, done)
+        return (slots, waits, done)
 
     @staticmethod
     async def wait(turn: Turn) -> None:
         """Return once every submit this turn follows is over."""
-        for tail in turn.waits:
+        for tail in turn[1]:
             # Shielded: cancelling this submit must not cancel the one it waits for.
             await asyncio.shield(tail)
 
     def release(self, turn: Turn) -> None:
         """End ``turn``: the next submit on its slots may run once the submits this one
         followed are over too (at once if they are). Idempotent."""
-        if turn.done.done():
+        slots, waits, done = turn
+        if done.done():
             return
-        pending = [tail for tail in turn.waits if not tail.done()]
+        pending = [tail for tail in waits if not tail.done()]
         if pending:
-            turn.waits = pending
-            pending[0].add_done_callback(lambda _: self.release(turn))
+            later = (slots, pending, done)
+            pending[0].add_done_callback(lambda _: self.release(later))
             return
-        turn.done.set_result(None)
+        done.set_result(None)
         tails = self._tails
-        for slot in turn.slots:
-            if tails.get(slot) is turn.done:
+        for slot in slots:
+            if tails.get(slot) is done:
                 del tails[slot]
 
     def busy(self) -> int:

@@ -35,7 +35,15 @@ log = logging.getLogger("tether.resume")
 class ResultLog:
     """Final frames of a session's recent submits (oldest dropped first)."""
 
-    __slots__ = ("_bytes", "_in_flight", "_max_bytes", "_max_count", "_replay", "frames")
+    __slots__ = (
+        "_bytes",
+        "_in_flight",
+        "_max_bytes",
+        "_max_count",
+        "_replay",
+        "frames",
+        "replaying",
+    )
 
     def __init__(self, max_count: int, max_bytes: int) -> None:
         self.frames: dict[SubmitId, bytes] = {}
@@ -46,6 +54,8 @@ class ResultLog:
         # ids that were in flight when the connection dropped.
         self._replay: dict[SubmitId, bytes] | None = None
         self._in_flight: set[SubmitId] | None = None
+        # True while re-sent ids may need answers (checked on every submit).
+        self.replaying = False
 
     def record(self, id: SubmitId, frame: bytes) -> None:
         frames = self.frames
@@ -60,21 +70,21 @@ class ResultLog:
         """A client came back: answer its re-sent ids from what is logged now."""
         self._replay = dict(self.frames)
         self._in_flight = in_flight
+        self.replaying = bool(self._replay or in_flight)
 
     def answer(self, id: SubmitId) -> bytes | None:
         """A re-sent submit's final frame, if it finished before (answered once)."""
-        return self._replay.pop(id, None) if self._replay else None
+        frame = self._replay.pop(id, None) if self._replay else None
+        self.replaying = bool(self._replay or self._in_flight)
+        return frame
 
     def still_running(self, id: SubmitId) -> bool:
         """True (once) for an id that was in flight when the connection dropped."""
-        if self._in_flight and id in self._in_flight:
-            self._in_flight.discard(id)
-            return True
-        return False
-
-    @property
-    def replaying(self) -> bool:
-        return bool(self._replay or self._in_flight)
+        found = bool(self._in_flight) and id in self._in_flight  # type: ignore[operator]
+        if found:
+            self._in_flight.discard(id)  # type: ignore[union-attr]
+        self.replaying = bool(self._replay or self._in_flight)
+        return found
 
 
 def to_record(session: Session) -> dict[str, Any]:

@@ -362,7 +362,7 @@ class Session:
         start = services.loop.time()
         outcome: str = Code.INTERNAL
         try:
-            if turn is not None:
+            if turn is not None and turn[1]:
                 await SlotOrder.wait(turn)
             if not gate.try_acquire():
                 await gate.wait(id, self._send)
@@ -396,9 +396,12 @@ class Session:
     def _finish(self, id: SubmitId, frame: bytes) -> None:
         """Send a submit's final frame, and keep it for a resume (bounded)."""
         self._send(frame)
-        if self._services.settings.resume_grace <= 0:
-            return
-        self.result_log().record(id, frame)
+        results = self.results
+        if results is None:
+            if self._services.settings.resume_grace <= 0:
+                return
+            results = self.result_log()
+        results.record(id, frame)
         if self.on_commit is not None:
             self.on_commit(self)
 

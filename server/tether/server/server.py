@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -76,13 +77,12 @@ class Server:
         # A backend this server made (from the `store` setting), closed when it stops.
         self._own_backend: StoreBackend | None = None
         self.web = web.Application()
-        routes.install(self, self._websocket)
+        # The handler itself, not a method that awaits it: a wrapper would be one more
+        # frame per idle connection and per message.
+        routes.install(self, functools.partial(websocket.handle, self))
         self.web.on_startup.append(self._on_startup)
         self.web.on_shutdown.append(self._on_shutdown)
         self.web.on_cleanup.append(self._on_cleanup)
-
-    async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        return await websocket.handle(self, request)
 
     # -- lifecycle -------------------------------------------------------------
 
