@@ -19,6 +19,7 @@ __all__ = [
     "check_count",
     "check_increment",
     "check_index",
+    "check_lb_add",
     "check_member",
     "check_score",
     "checked_sum",
@@ -101,3 +102,11 @@ def check_count(what: str, value: Any, minimum: int, optional: bool = False) -> 
 def check_index(value: Any) -> None:
     if type(value) is not int:
         raise StoreError(f"list_range: start and stop must be ints, not {value!r}")
+
+
+def check_lb_add(member: Any, score: Any, keep: Any, top: Any, topic: str | None) -> None:
+    """The arguments of ``lb_add``, as every backend checks them."""
+    check_member(member)
+    check_score("lb_add: score", score)
+    check_count("lb_add: keep", keep, 1, optional=True)
+    check_count("lb_add: top", top, 1 if topic is not None else 0)

@@ -16,6 +16,7 @@ from .checks import (
     check_count,
     check_increment,
     check_index,
+    check_lb_add,
     check_member,
     check_score,
     checked_sum,
@@ -133,10 +134,7 @@ class MemoryBackend(StoreBackend):
         top: int = 0,
         topic: str | None = None,
     ) -> list[tuple[str, float]]:
-        check_member(member)
-        check_score("lb_add: score", score)
-        check_count("lb_add: keep", keep, 1, optional=True)
-        check_count("lb_add: top", top, 1 if topic is not None else 0)
+        check_lb_add(member, score, keep, top, topic)
         async with self._lock:
             scores = self._boards.setdefault(board, {})
             scores[member] = float(score)

@@ -43,6 +43,7 @@ from .checks import (
     check_count,
     check_increment,
     check_index,
+    check_lb_add,
     check_member,
     check_score,
     dumps_value,
@@ -310,10 +311,7 @@ class RedisBackend(StoreBackend):
         top: int = 0,
         topic: str | None = None,
     ) -> list[tuple[str, float]]:
-        check_member(member)
-        check_score("lb_add: score", score)
-        check_count("lb_add: keep", keep, 1, optional=True)
-        check_count("lb_add: top", top, 1 if topic is not None else 0)
+        check_lb_add(member, score, keep, top, topic)
         name = self._board(board)
         if keep is None and top == 0 and topic is None:
             await self._run(self._client.zadd(name, {member: score}))
