@@ -52,7 +52,10 @@ class FloodControl(TokenBucket):
     __slots__ = ("flood_limit", "flooded", "strikes")
 
     def __init__(self, rate: float, burst: float, flood_limit: float, now: float) -> None:
-        super().__init__(rate, burst, now)
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.last = now
         self.flood_limit = flood_limit
         self.strikes: TokenBucket | None = None
         self.flooded = False
