@@ -29,6 +29,7 @@ import servers
 
 import tether
 from tether.loadtest import LeanConnection
+from tether.protocol import Result
 
 Submit = Callable[[int], Awaitable[Any]]
 
@@ -68,8 +69,8 @@ async def lean_client(url: str, n: int, seconds: float) -> tuple[float, float]:
 
             async def submit(k: int) -> Any:
                 reply = await conn.submit("track_score", [k])
-                assert reply["type"] == "result", reply
-                return reply["data"]
+                assert type(reply) is Result, reply
+                return reply.data
 
             return submit, conn.close
 

@@ -35,7 +35,6 @@ import datetime as dt
 import importlib.metadata
 import os
 import platform
-import resource
 import socket
 import statistics
 import struct
@@ -54,6 +53,19 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import servers  # noqa: E402
+
+from tether.protocol import (  # noqa: E402
+    Event,
+    Result,
+    ServerMessage,
+    Subscribed,
+    Welcome,
+    decode_server,
+    decode_welcome,
+    encode_submit,
+    encode_subscribe,
+)
+from tether.server.tuning import raise_open_files_limit  # noqa: E402
 
 GENERATOR_CPU = 1 - servers.SERVER_CPU
 BASELINES = ("baseline-inline", "baseline-executor")
@@ -92,14 +104,6 @@ def sizes(quick: bool) -> dict[str, Any]:
         "latency_users": 100,
         "latency_rates": [2000, 5000],
     }
-
-
-def raise_open_files_limit() -> int:
-    """Every session is a socket in the server and in the generator."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return int(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
 
 def log(text: str) -> None:
@@ -409,7 +413,8 @@ class _Subscriber:
         self.on_event = on_event
         self.buffer = bytearray()
         self.upgraded = False
-        self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # What the server said (but events), or a str: what went wrong.
+        self.messages: asyncio.Queue[ServerMessage | str] = asyncio.Queue()
 
     def send(self, payload: bytes, opcode: int = 0x1) -> None:
         """One masked frame (a client must mask) of under 64 KiB; ours are tiny, so
@@ -431,7 +436,7 @@ class _Subscriber:
             data, ancillary = b"", []
         if not data:
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
-            self.messages.put_nowait({"type": "connection lost"})
+            self.messages.put_nowait("connection lost")
             return
         stamp = None
         for level, kind, value in ancillary:
@@ -446,7 +451,7 @@ class _Subscriber:
                 return
             status = bytes(buf[: buf.find(b"\r\n")])
             if not status.startswith(b"HTTP/1.1 101"):
-                self.messages.put_nowait({"type": "refused", "status": status.decode()})
+                self.messages.put_nowait(f"refused: {status.decode()}")
                 return
             del buf[: end + 4]
             self.upgraded = True
@@ -462,10 +467,10 @@ class _Subscriber:
             opcode, payload = buf[0] & 0x0F, bytes(buf[start : start + n])
             del buf[: start + n]
             if opcode == 0x1:
-                message = orjson.loads(payload)
-                if message["type"] == "event":
-                    self.on_event(message["data"]["round"], stamp)
-                else:
+                message = decode_server(payload)
+                if type(message) is Event:
+                    self.on_event(message.data["round"], stamp)
+                elif message is not None:
                     self.messages.put_nowait(message)
             elif opcode == 0x9:  # ping: answer it, or the server drops the connection
                 self.send(payload, 0xA)
@@ -506,9 +511,9 @@ async def _subscribe(url: str, on_event: Any) -> _Subscriber:
     sub = _Subscriber(sock, on_event)
     loop.add_reader(sock.fileno(), sub.readable)
     welcome = await sub.messages.get()
-    sub.send(orjson.dumps({"type": "subscribe", "topic": servers.FANOUT_TOPIC}))
+    sub.send(encode_subscribe(servers.FANOUT_TOPIC))
     reply = await sub.messages.get()
-    if welcome["type"] != "welcome" or reply["type"] != "subscribed":
+    if type(welcome) is not Welcome or type(reply) is not Subscribed:
         sub.close()
         raise RuntimeError(f"subscribing failed: {welcome!r:.100} then {reply!r:.100}")
     return sub
@@ -581,15 +586,11 @@ async def _fanout_rounds(
             shift = r % len(kinds)
             for kind in kinds[shift:] + kinds[:shift]:
                 ws = submitters[kind]
-                submit = {
-                    "type": "submit", "id": r, "fn": "publish",
-                    "data": [{"round": r, "top": [98, 75, 60]}],
-                }  # fmt: skip
-                frame = orjson.dumps(submit).decode()
+                frame = encode_submit(r, "publish", [{"round": r, "top": [98, 75, 60]}])
                 t0 = time.time()  # the clock of the kernel's stamps (see above)
-                await ws.send_str(frame)
-                reply = orjson.loads((await ws.receive()).data)
-                if reply.get("type") != "result":
+                await ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
+                reply = decode_server((await ws.receive()).data)
+                if type(reply) is not Result:
                     raise RuntimeError(f"{kind}: the publishing submit got {reply!r:.200}")
                 reports = await asyncio.gather(
                     *(loop.run_in_executor(None, _report, h, r) for h in holders[kind])
@@ -689,14 +690,14 @@ async def _reply_sizes(url: str, turns: int, deltas: bool) -> list[int]:
 
     out = []
     async with aiohttp.ClientSession() as http, http.ws_connect(url, decode_text=False) as ws:
-        welcome = orjson.loads((await ws.receive()).data)
-        if welcome.get("deltas") is not deltas:
+        welcome = decode_welcome((await ws.receive()).data)
+        if welcome.deltas is not deltas:
             raise RuntimeError(f"asked for deltas={deltas}, the welcome says {welcome!r:.200}")
         for turn in range(turns):
-            submit = {"type": "submit", "id": turn, "fn": "chat", "data": [f"message {turn}"]}
-            await ws.send_str(orjson.dumps(submit).decode())
+            submit = encode_submit(turn, "chat", [f"message {turn}"])
+            await ws.send_frame(submit, aiohttp.WSMsgType.TEXT)
             msg = await ws.receive()
-            if orjson.loads(msg.data).get("type") != "result":
+            if type(decode_server(msg.data)) is not Result:
                 raise RuntimeError(f"turn {turn + 1}: {msg.data!r:.200}")
             out.append(len(msg.data))
     return out

@@ -139,6 +139,7 @@ def serve_fanout_baseline(port: int) -> None:
         {
             "type": "welcome",
             "protocol": PROTOCOL_VERSION,
+            "session": "fanout-baseline",
             "topics": [FANOUT_TOPIC],
             "functions": [{"name": "publish", "inputs": ["json"], "outputs": []}],
         }

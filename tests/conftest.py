@@ -16,7 +16,7 @@ import uvloop
 
 from tests.redis_server import RedisServer, redis_server_binary
 from tether import App, Settings
-from tether.transport import Server, serve
+from tether.server import Server, serve
 
 
 def free_port() -> int:

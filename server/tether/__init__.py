@@ -7,22 +7,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .app import DEFAULT, App, AppError, Function, Refused
-from .context import Context, context
-from .protocol import PROTOCOL_VERSION
-from .settings import Settings, SettingsError
-from .state import State
-from .store import Store, StoreError, StoreUnavailable
+from .app import DEFAULT, App, Context, Function, State, context
+from .errors import (
+    AppError,
+    BadValue,
+    Refused,
+    SettingsError,
+    StoreError,
+    StoreUnavailable,
+    TetherError,
+    TetherException,
+)
+from .protocol.codes import PROTOCOL_VERSION
+from .settings import Settings
+from .store import Store
 
 if TYPE_CHECKING:
-    from .client import Client, SyncClient, TetherError, connect, connect_sync
-    from .transport import Server, serve
+    from .client import Call, Client, SyncClient, connect, connect_sync
+    from .server import Server, serve
 
 __all__ = [
     "DEFAULT",
     "PROTOCOL_VERSION",
     "App",
     "AppError",
+    "BadValue",
     "Call",
     "Client",
     "Context",
@@ -37,6 +46,7 @@ __all__ = [
     "StoreUnavailable",
     "SyncClient",
     "TetherError",
+    "TetherException",
     "connect",
     "connect_sync",
     "context",
@@ -51,11 +61,10 @@ _LAZY = {
     "Call": "client",
     "Client": "client",
     "SyncClient": "client",
-    "TetherError": "client",
     "connect": "client",
     "connect_sync": "client",
-    "Server": "transport",
-    "serve": "transport",
+    "Server": "server",
+    "serve": "server",
 }
 
 

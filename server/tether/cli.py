@@ -14,7 +14,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import loadtest
 from .app import App
 from .settings import Settings, SettingsError, parse_value
 
@@ -81,20 +80,25 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(serve)
     demo = commands.add_parser("demo", help="serve the demo app (chat and score tracker)")
     _server_args(demo)
-    loadtest.add_parser(commands)
+    # The load tester's own parser is in tether.loadtest.cli, imported only when it runs
+    # (it costs serve and demo a quarter of a second otherwise). Here the command takes
+    # every word after it as is: no argument starts with NUL, so none, not even --help,
+    # is an option of this parser.
+    loadtest = commands.add_parser(
+        "loadtest",
+        help="drive many scripted sessions against a server; report latency and throughput",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    loadtest.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
 def run(app: App, host: str, port: int, settings: Settings, reuse_port: bool = False) -> None:
-    from .transport import serve
+    from .server import serve
+    from .server.tuning import loop_factory
 
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - platforms without uvloop
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(serve(app, host, port, settings, announce=True, reuse_port=reuse_port))
 
 
@@ -143,7 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "loadtest":
-        return loadtest.run_cli(args)
+        from .loadtest.cli import main as loadtest
+
+        return loadtest(args.args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

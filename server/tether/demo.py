@@ -12,9 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .app import App
-from .context import context
-from .state import State
+from .app import App, State, context
 from .store import plain_number
 
 __all__ = ["app", "create_app"]

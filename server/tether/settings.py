@@ -14,13 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import SettingsError
+
 __all__ = ["Settings", "SettingsError"]
 
 ENV_PREFIX = "TETHER_"
-
-
-class SettingsError(ValueError):
-    """A setting has a value that cannot be used."""
 
 
 def _doc(text: str, default: Any) -> Any:

@@ -305,18 +305,18 @@ def test_a_network_drop_resumes_the_same_session_with_its_history(
     # Cut every TCP connection on the server side, without a close frame:
     # to the page this is a network failure, not a server that went away.
     def cut() -> int:
-        conns = list(demo.server._connections.values())
+        conns = list(demo.server.connections.values())
         for conn in conns:
             assert conn._transport is not None
             conn._transport.abort()
         return len(conns)
 
-    old = demo.call(lambda: demo.server._connections[before])
+    old = demo.call(lambda: demo.server.connections[before])
     assert demo.call(cut) >= 1
     # Wait until the server has the session back on a new connection (the page
     # only reconnects once it noticed the drop), then for the page to say so.
     deadline = time.monotonic() + 20
-    while demo.call(lambda: demo.server._connections.get(before)) in (None, old):
+    while demo.call(lambda: demo.server.connections.get(before)) in (None, old):
         assert time.monotonic() < deadline, "the page did not resume"
         time.sleep(0.05)
     expect(status(page)).to_have_text("connected")

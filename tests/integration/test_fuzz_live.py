@@ -28,11 +28,10 @@ import orjson
 
 import tether
 from tether import App
-from tether.components import BadValue
+from tether.errors import BadValue, RemoteProtocolError
 from tether.protocol import (
     Cancel,
     Ping,
-    RemoteProtocolError,
     Submit,
     Subscribe,
     Unsubscribe,

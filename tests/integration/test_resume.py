@@ -48,7 +48,7 @@ async def test_the_client_resumes_after_a_drop_with_its_state_and_session(serve_
     app, seen = counting_app()
     srv = serve_app(app)
     async with tether.connect(srv.ws_url) as c:
-        assert c.welcome["resumed"] is False and c.resume_token
+        assert c.welcome.resumed is False and c.resume_token
         session = c.session
         await c.submit("note", "a")
         drop(c)

@@ -285,7 +285,7 @@ async def test_a_reader_that_falls_behind_gets_every_frame_in_order_then_direct_
     srv = serve_app(stream_app())
 
     def connection() -> Any:
-        (conn,) = srv.server._connections.values()
+        (conn,) = srv.server.connections.values()
         return conn
 
     async with aiohttp.ClientSession() as http:

@@ -1,0 +1,123 @@
+"""Two source trees of tether, side by side in one run: is a change faster or slower?
+
+    python bench/compare.py --base /path/to/old/checkout [--rounds 5] [--users 100]
+
+Each round serves ``tether demo`` from each tree in turn (alternating, so a
+slow phase of a shared machine hits both), pinned to the server core, and
+drives it with the *same* generator (this tree's ``tether loadtest``, the
+``chat`` scenario, pinned to the other core). It also times each tree's cold
+start (process start until ``/healthz`` answers). Prints medians and the ratio
+new ÷ base; ``--json`` writes every round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import servers
+
+HERE = Path(__file__).resolve().parent
+GENERATOR_CPU = 1 - servers.SERVER_CPU
+
+
+def tree_env(tree: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(tree / "server")}
+
+
+def serve(tree: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
+    """``tether demo`` from ``tree``; returns it and its seconds to healthy."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tether", "demo", "--port", str(port), "--log-level", "warning"],
+        env=tree_env(tree),
+        stdout=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    servers.pin(proc.pid, servers.SERVER_CPU)
+    servers.wait_healthy(port, proc=proc)
+    return proc, time.perf_counter() - start
+
+
+def drive(port: int, users: int, seconds: float, turns: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [
+            sys.executable, "-m", "tether", "loadtest", f"ws://127.0.0.1:{port}/ws",
+            "--users", str(users), "--duration", str(seconds), "--scenario", "chat",
+            "--turns", str(turns), "--quiet", "--json", str(out),
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        servers.pin(proc.pid, GENERATOR_CPU)
+        proc.wait(timeout=seconds + 120)
+        result: dict[str, Any] = orjson.loads(out.read_bytes())
+    return {
+        "throughput": result["throughput"],
+        "p50_ms": result["latency_ms"]["p50"],
+        "p99_ms": result["latency_ms"]["p99"],
+        "generator_cpu": result.get("generator_cpu"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", type=Path, required=True, help="the other checkout's root")
+    parser.add_argument("--new", type=Path, default=HERE.parent, help="default: this checkout")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    trees = {"base": args.base.resolve(), "new": args.new.resolve()}
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    for r in range(args.rounds):
+        order = list(trees) if r % 2 == 0 else list(reversed(trees))
+        for name in order:
+            port = servers.free_port()
+            proc, ready = serve(trees[name], port)
+            try:
+                row = drive(port, args.users, args.seconds, args.turns)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            row["ready_s"] = ready
+            rounds[name].append(row)
+            print(
+                f"round {r + 1} {name:4}: {row['throughput']:8.0f} submits/s  "
+                f"p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  "
+                f"ready {ready * 1000:.0f} ms",
+                flush=True,
+            )
+    summary = {
+        name: {
+            key: statistics.median(row[key] for row in rows)
+            for key in ("throughput", "p50_ms", "p99_ms", "ready_s")
+        }
+        for name, rows in rounds.items()
+    }
+    base, new = summary["base"], summary["new"]
+    print(
+        f"medians of {args.rounds} alternating rounds, chat C={args.users}:\n"
+        f"  base {base['throughput']:.0f} submits/s, new {new['throughput']:.0f} submits/s: "
+        f"new/base = {new['throughput'] / base['throughput']:.3f}\n"
+        f"  p99 base {base['p99_ms']:.2f} ms, new {new['p99_ms']:.2f} ms\n"
+        f"  ready base {base['ready_s'] * 1000:.0f} ms, new {new['ready_s'] * 1000:.0f} ms"
+    )
+    if args.json:
+        args.json.write_bytes(
+            orjson.dumps({"rounds": rounds, "summary": summary}, option=orjson.OPT_INDENT_2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

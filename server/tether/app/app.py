@@ -1,0 +1,181 @@
+"""The user-facing registry: an ``App`` holds functions, their components and state slots.
+
+Registering mirrors Gradio's Interface::
+
+    app = tether.App()
+
+    @app.function(inputs=["text", "state"], outputs=["chatbot", "state"])
+    def chat(message, history=[]):
+        history = history + [[message, "hi"]]
+        return history, history
+
+A ``"state"`` input is bound to the function parameter at the same position;
+its default is that parameter's default (copied per session), else ``None``.
+A ``"state"`` output replaces the session's value of the slot that the n-th
+``"state"`` input read. ``tether.State`` objects name slots explicitly, allow
+several per function, and can be shared by several functions.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import AppError
+from ..store import Store
+from .function import DEFAULT, ComponentSpec, Function, build_function
+from .runtime import Runtime
+from .state import State
+
+__all__ = ["App"]
+
+
+SessionHook = Callable[[Any], Any]
+
+
+class App:
+    """A set of functions served together, with one global store."""
+
+    def __init__(self, title: str = "tether", *, topics: Sequence[str] = ()) -> None:
+        self.title = title
+        self.functions: dict[str, Function] = {}
+        self.store = Store()
+        self.session_end_hooks: list[SessionHook] = []
+        self.topics: list[str] = []
+        self.authenticator: Callable[[Any], Any] | None = None
+        self._runtime: Runtime | None = None
+        self.allow_topics(*topics)
+
+    def authenticate(self, hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Decorator: ``hook(request)`` checks every WebSocket handshake before the upgrade.
+
+        It gets the aiohttp request (headers, cookies, query, remote address) and
+        returns the connection's identity (``tether.context().identity``), or
+        refuses it: ``raise tether.Refused(401, "why")`` (or 403); returning
+        ``None`` refuses with 401. Sync hooks run in the thread pool, async ones
+        on the loop; both are bounded by the ``handshake_timeout`` setting.
+        """
+        self.authenticator = hook
+        return hook
+
+    def allow_topics(self, *patterns: str) -> None:
+        """Let clients subscribe to these topics: names, or patterns with ``*`` (``room:*``).
+
+        Any other subscription gets ``forbidden_topic``. Server code may publish
+        to any topic and subscribe a session to any topic.
+        """
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not pattern:
+                raise AppError(f"a topic pattern must be a non-empty string, not {pattern!r}")
+            if pattern not in self.topics:
+                self.topics.append(pattern)
+
+    def slots_by_key(self) -> dict[str, State]:
+        """Every state slot of the app by its stable key."""
+        return {slot.stable_key: slot for f in self.functions.values() for slot in f.slots}
+
+    def topic_allowed(self, topic: str) -> bool:
+        return any(fnmatch.fnmatchcase(topic, pattern) for pattern in self.topics)
+
+    def publish(self, topic: str, data: Any) -> None:
+        """Send ``data`` to every subscriber of ``topic``; callable from sync or async code.
+
+        Delivery is at most once: a subscriber that is gone, or too slow to keep
+        its send queue bounded, misses the event.
+        """
+        runtime = self._runtime
+        if runtime is None:
+            raise RuntimeError("app.publish() works only while the app is being served")
+        runtime.publish(topic, data)
+
+    @property
+    def runtime(self) -> Runtime | None:
+        """The server serving this app now (its loop, store backend, topics), or None."""
+        return self._runtime
+
+    def attach(self, runtime: Runtime) -> None:
+        """Called by the server that starts serving this app: ``app.store`` and
+        ``app.publish`` then act through ``runtime``. One server at a time: a second
+        would silently take over the first one's store and topics."""
+        if self._runtime is not None and self._runtime is not runtime:
+            raise AppError(
+                f"the app {self.title!r} is already being served by another server in this "
+                "process; stop that one first, or build one App per server"
+            )
+        self._runtime = runtime
+        self.store.attach(runtime)
+
+    def detach(self, runtime: Runtime) -> None:
+        """Called by the server when it stops serving this app."""
+        if self._runtime is runtime:
+            self._runtime = None
+            self.store.detach(runtime)
+
+    def function(
+        self,
+        inputs: ComponentSpec | Sequence[ComponentSpec] = (),
+        outputs: ComponentSpec | Sequence[ComponentSpec] = (),
+        *,
+        name: str | None = None,
+        concurrency_limit: int | None = DEFAULT,
+        max_queue: int | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator form of ``add``; returns the function unchanged."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.add(
+                fn,
+                inputs,
+                outputs,
+                name=name,
+                concurrency_limit=concurrency_limit,
+                max_queue=max_queue,
+                timeout=timeout,
+            )
+            return fn
+
+        return register
+
+    def add(
+        self,
+        fn: Callable[..., Any],
+        inputs: ComponentSpec | Sequence[ComponentSpec] = (),
+        outputs: ComponentSpec | Sequence[ComponentSpec] = (),
+        *,
+        name: str | None = None,
+        concurrency_limit: int | None = DEFAULT,
+        max_queue: int | None = None,
+        timeout: float | None = None,
+    ) -> Function:
+        """Register ``fn`` under ``name`` (default: its ``__name__``).
+
+        ``concurrency_limit``: submits of this function running at once across
+        all sessions (default: the thread pool size; ``None``: unlimited); the
+        rest wait in a queue of at most ``max_queue`` (default: the
+        ``max_queue`` setting). ``timeout``: seconds a submit may run.
+        Generator functions (sync or async) stream: every yield is sent to the
+        client as a ``partial``, and the last one is the result.
+        """
+        function = build_function(
+            fn,
+            inputs,
+            outputs,
+            name=name,
+            concurrency_limit=concurrency_limit,
+            max_queue=max_queue,
+            timeout=timeout,
+        )
+        if function.name in self.functions:
+            raise AppError(f"a function named {function.name!r} is already registered")
+        self.functions[function.name] = function
+        return function
+
+    def on_session_end(self, hook: SessionHook) -> SessionHook:
+        """Decorator: ``hook(session)`` runs exactly once when a session ends (sync or async)."""
+        self.session_end_hooks.append(hook)
+        return hook
+
+    def manifest(self) -> list[dict[str, Any]]:
+        return [f.manifest() for f in self.functions.values()]

@@ -1,0 +1,77 @@
+"""Components: what an input or output is, and how a value is checked.
+
+Inputs are validated (and lightly coerced) before user code runs, so that a
+function declared with a ``"number"`` input never sees a string. A failed
+check raises ``BadValue``; the session answers the submit with ``bad_arguments``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from ..errors import BadValue
+from ..protocol.server import json_kind
+
+__all__ = ["COMPONENTS", "PUBLIC_COMPONENTS", "STATE", "BadValue", "check_input", "check_output"]
+
+STATE: Final = "state"
+PUBLIC_COMPONENTS: Final = ("text", "number", "checkbox", "json", "chatbot")
+COMPONENTS: Final = (*PUBLIC_COMPONENTS, STATE)
+
+
+def _text(value: Any) -> Any:
+    if type(value) is not str:
+        raise BadValue(f"expected text (a string), got {json_kind(value)}")
+    return value
+
+
+def _number(value: Any) -> Any:
+    kind = type(value)
+    if kind is int or kind is float:
+        return value
+    raise BadValue(f"expected a number, got {json_kind(value)}")
+
+
+def _checkbox(value: Any) -> Any:
+    if type(value) is not bool:
+        raise BadValue(f"expected true or false, got {json_kind(value)}")
+    return value
+
+
+def _json(value: Any) -> Any:
+    return value
+
+
+def _chatbot(value: Any) -> Any:
+    """A chat history: a list of ``[user_message, bot_reply]`` pairs (either may be null)."""
+    if type(value) is not list:
+        raise BadValue(f"expected a chat history (an array of pairs), got {json_kind(value)}")
+    for i, pair in enumerate(value):
+        if type(pair) not in (list, tuple) or len(pair) != 2:
+            raise BadValue(f"chat history entry {i} must be a [user, bot] pair")
+        for part in pair:
+            if part is not None and type(part) is not str:
+                raise BadValue(f"chat history entry {i} must hold strings or null")
+    return value
+
+
+_CHECKS: Final[dict[str, Callable[[Any], Any]]] = {
+    "text": _text,
+    "number": _number,
+    "checkbox": _checkbox,
+    "json": _json,
+    "chatbot": _chatbot,
+}
+
+
+def check_input(component: str, value: Any) -> Any:
+    """Validate one public input; return the value the function receives."""
+    return _CHECKS[component](value)
+
+
+def check_output(component: str, value: Any) -> Any:
+    """Cheap shape check of one public output (a chatbot must be a list)."""
+    if component == "chatbot" and type(value) not in (list, tuple):
+        raise BadValue(f"a chatbot output must be a list of pairs, got {json_kind(value)}")
+    return value

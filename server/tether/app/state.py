@@ -1,0 +1,128 @@
+"""Session-state slots and the cheap copies that make rollback possible.
+
+A ``State`` is a named slot of per-session memory. Each session gets its own
+copy of the slot's default (or a fresh value from its factory). Before a
+function that takes a slot runs, the session snapshots the slot's value, so
+that if the function raises after mutating it in place, the session's state
+is restored exactly.
+
+Snapshots go through orjson when the value is plain JSON (a C-speed deep
+copy; a quick walk checks every node's exact type first), and fall back to
+``copy.deepcopy`` for anything else (tuples, sets, enums, dataclasses, ...).
+Immutable scalars are not copied at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+
+__all__ = ["MISSING", "State", "copy_value"]
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final[Any] = _Missing()
+
+_IMMUTABLE: Final = frozenset({type(None), bool, int, float, str, bytes})
+_counter = itertools.count()
+
+
+def copy_value(value: Any) -> Any:
+    """An independent deep copy of ``value``, as cheaply as possible."""
+    if type(value) in _IMMUTABLE:
+        return value
+    try:
+        # dumps first: it refuses cycles (depth limit), which keeps the walk finite.
+        encoded = orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return copy.deepcopy(value)
+    if _is_plain_json(value):
+        return orjson.loads(encoded)
+    return copy.deepcopy(value)
+
+
+_PLAIN_LEAVES: Final = frozenset({str, int, bool, type(None)})
+
+
+def _is_plain_json(value: Any) -> bool:
+    """True when every node is exactly a dict (str keys), list, str, int, bool,
+    None or finite float: then an orjson round trip is an exact deep copy.
+
+    Exact type checks, because orjson would quietly turn a tuple, an
+    OrderedDict, a StrEnum member or a dataclass into a plain JSON value.
+    """
+    stack = [value]
+    pop = stack.pop
+    push = stack.extend
+    while stack:
+        node = pop()
+        kind = type(node)
+        if kind is list:
+            push(node)
+        elif kind is dict:
+            for key in node:
+                if type(key) is not str:
+                    return False
+            push(node.values())
+        elif kind is float:
+            if not math.isfinite(node):  # orjson writes nan/inf as null
+                return False
+        elif kind not in _PLAIN_LEAVES:
+            return False
+    return True
+
+
+class State:
+    """A named session-state slot.
+
+    ``State(default=[])``: every session starts with its own copy of ``[]``.
+    ``State(factory=make_cart)``: every session starts with ``make_cart()``.
+    ``snapshot=False`` skips the pre-call copy: cheaper for huge values, but a
+    function that mutates the value in place and then raises leaves the
+    mutation behind.
+
+    Pass the same ``State`` object to several functions of an app and they
+    share that slot within a session (as Gradio Blocks does).
+    """
+
+    __slots__ = ("default", "factory", "key", "name", "snapshot")
+
+    def __init__(
+        self,
+        default: Any = None,
+        *,
+        factory: Callable[[], Any] | None = None,
+        snapshot: bool = True,
+        name: str | None = None,
+    ) -> None:
+        if factory is not None and default is not None:
+            raise TypeError("State takes a default or a factory, not both")
+        self.default = default
+        self.factory = factory
+        self.snapshot = snapshot
+        self.name = name
+        self.key = f"state#{next(_counter)}"
+
+    @property
+    def stable_key(self) -> str:
+        """The slot's name across processes (for sessions resumed on another node)."""
+        return self.name or self.key
+
+    def initial(self) -> Any:
+        """The value a new session starts with (never shared with another session)."""
+        if self.factory is not None:
+            return self.factory()
+        return copy_value(self.default)
+
+    def __repr__(self) -> str:
+        label = self.name or self.key
+        return f"State({label}, default={self.default!r})"

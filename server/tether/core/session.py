@@ -1,0 +1,465 @@
+"""Sessions: one per WebSocket connection, holding its state and dispatching its messages.
+
+A ``Session`` reads the client's frames (``receive``), refuses what it must
+(rate, size of the backlog, unknown functions, bad arguments, full queues)
+with a structured error, and runs each admitted submit as a task: in its
+turn among the submits that touch the same state slots (``ordering``), under
+its function's concurrency gate (``gates``), through the server's
+``Executor`` (``execution``: snapshot, call, rollback). Its final frame is
+sent and kept for a resume (``resume.ResultLog``). The session outlives its
+connection only while parked for a resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..app import App, Function, State
+from ..errors import BadValue, QueueFull, RemoteProtocolError
+from ..protocol import (
+    Cancel,
+    Close,
+    Code,
+    DeltaEncoder,
+    Ping,
+    Submit,
+    SubmitId,
+    Subscribe,
+    Unsubscribe,
+    decode_client,
+    encode_error,
+    encode_pong,
+    encode_rejection,
+    encode_subscribed,
+    peek_id,
+)
+from ..settings import Settings
+from .admission import FloodControl
+from .execution import Executor
+from .gates import Gate
+from .hub import Hub
+from .metrics import Metrics
+from .ordering import SlotOrder, Turn
+from .resume import ResultLog
+
+__all__ = ["Services", "Session", "new_session_id"]
+
+log = logging.getLogger("tether.session")
+
+Send = Callable[[bytes], None]
+
+
+def new_session_id() -> str:
+    """An unguessable session id (128 bits of randomness)."""
+    return secrets.token_urlsafe(16)
+
+
+class Services:
+    """What every session of one server shares: the app, the settings, the executor,
+    the functions' gates, the hub and the metrics (and the loop they all run on)."""
+
+    __slots__ = ("app", "executor", "gate", "hub", "loop", "loop_thread", "metrics", "settings")
+
+    def __init__(
+        self,
+        app: App,
+        settings: Settings,
+        executor: Executor,
+        gate: Callable[[Function], Gate],
+        hub: Hub | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.executor = executor
+        self.gate = gate
+        self.hub = hub
+        self.metrics = metrics
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+
+    def refused(self, code: str) -> None:
+        if self.metrics is not None:
+            self.metrics.refused[code] += 1
+
+
+class Session:
+    """The state, in-flight submits and subscriptions of one connection."""
+
+    # Slots: one Session per connection, so its size is per-session memory.
+    __slots__ = (
+        "__weakref__",
+        "_cancelling",
+        "_close_connection",
+        "_ended",
+        "_flood",
+        "_order",
+        "_send",
+        "_services",
+        "attached",
+        "client",
+        "closed",
+        "deltas",
+        "id",
+        "identity",
+        "last_active",
+        "on_commit",
+        "results",
+        "resume_token",
+        "state",
+        "tasks",
+        "topics",
+    )
+
+    def __init__(
+        self,
+        services: Services,
+        send: Send,
+        *,
+        deltas: bool = False,
+        id: str | None = None,
+        client: str | None = None,
+        identity: Any = None,
+        close: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self.id = id or new_session_id()
+        self.resume_token = secrets.token_urlsafe(16)
+        self._services = services
+        self._send = send
+        self._close_connection = close
+        self.client = client
+        self.identity = identity
+        self.deltas = DeltaEncoder() if deltas else None
+        self.state: dict[State, Any] = {}
+        self.tasks: dict[SubmitId, asyncio.Task[None]] = {}
+        # (Per-session memory: dicts as ordered sets, smaller than empty sets; the
+        # slot order and the result log are made when first needed.)
+        self._cancelling: dict[SubmitId, None] = {}
+        self.topics: dict[str, None] = {}
+        self._order: SlotOrder | None = None
+        self.results: ResultLog | None = None
+        # Called after every finished submit (a shared store saves the session then).
+        self.on_commit: Callable[[Session], None] | None = None
+        self.attached = True
+        self.closed = False
+        self._ended = False
+        now = self.last_active = services.loop.time()
+        s = services.settings
+        self._flood = FloodControl(s.submit_rate, s.submit_burst, s.flood_limit, now)
+
+    @property
+    def app(self) -> App:
+        return self._services.app
+
+    # -- state -------------------------------------------------------------------
+
+    def get(self, slot: State) -> Any:
+        """This session's value of ``slot`` (created from its default on first use)."""
+        try:
+            return self.state[slot]
+        except KeyError:
+            value = self.state[slot] = slot.initial()
+            return value
+
+    def send(self, frame: bytes) -> None:
+        """Queue a frame to this session's client (the hub's subscriber interface)."""
+        self._send(frame)
+
+    def publish(self, topic: str, data: Any) -> None:
+        self._services.app.publish(topic, data)
+
+    def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn`` on the session's loop: now if we are on it, else as soon as possible."""
+        services = self._services
+        if threading.get_ident() == services.loop_thread:
+            fn(*args)
+        else:
+            services.loop.call_soon_threadsafe(fn, *args)
+
+    def result_log(self) -> ResultLog:
+        if self.results is None:
+            s = self._services.settings
+            self.results = ResultLog(s.resume_results, s.resume_result_bytes)
+        return self.results
+
+    # -- incoming frames ---------------------------------------------------------
+
+    def receive(self, payload: str | bytes) -> None:
+        """Handle one text frame from the client. Never raises for bad input."""
+        flood = self._flood
+        if flood.flooded:
+            return
+        services = self._services
+        now = self.last_active = services.loop.time()
+        if not flood.take(now):
+            self._rate_limited(payload, now)
+            return
+        settings = services.settings
+        try:
+            message = decode_client(
+                payload,
+                max_id_length=settings.max_id_length,
+                max_topic_length=settings.max_topic_length,
+            )
+        except RemoteProtocolError as exc:
+            services.refused(exc.code)
+            self._send(encode_rejection(exc))
+            return
+        kind = type(message)
+        if kind is Submit:
+            self.submit(message)  # type: ignore[arg-type]
+        elif kind is Ping:
+            self._send(encode_pong())
+        elif kind is Cancel:
+            self.cancel(message.id)  # type: ignore[union-attr]
+        elif kind is Subscribe:
+            self.subscribe(message.topic)  # type: ignore[union-attr]
+        elif kind is Unsubscribe:
+            self.unsubscribe_server_side(message.topic)  # type: ignore[union-attr]
+
+    def _refuse(self, id: SubmitId | None, code: str, message: str, **extra: Any) -> None:
+        """Answer a message with an error before anything ran (and count it)."""
+        self._services.refused(code)
+        self._send(encode_error(id, code, message, **extra))
+
+    def _rate_limited(self, payload: str | bytes, now: float) -> None:
+        services = self._services
+        if not self._flood.strike(now):
+            log.warning("closing session %s: it keeps flooding", self.id)
+            if services.metrics is not None:
+                services.metrics.closed["flooding"] += 1
+            if self._close_connection is not None:
+                self._close_connection(Close.POLICY_VIOLATION, "flooding: too many messages")
+            return
+        retry = round(self._flood.retry_after(), 3)
+        rate = services.settings.submit_rate
+        self._refuse(
+            peek_id(payload),
+            Code.RATE_LIMITED,
+            f"over {rate:g} messages/s; retry after {retry} s",
+            retry_after=retry,
+        )
+
+    def submit(self, msg: Submit) -> None:
+        """Admit a submit (or refuse it at once) and schedule it."""
+        results = self.results
+        if results is not None and results.replaying:
+            # A resumed session: a re-sent id is answered, never run twice.
+            stored = results.answer(msg.id)
+            if stored is not None:
+                self._send(stored)
+                return
+            if results.still_running(msg.id) and msg.id in self.tasks:
+                return  # still running: its answer goes to the new connection
+        services = self._services
+        function = services.app.functions.get(msg.fn)
+        if function is None:
+            self._refuse(msg.id, Code.UNKNOWN_FN, f"no function named {msg.fn[:64]!r}")
+            return
+        if msg.id in self.tasks:
+            self._refuse(msg.id, Code.DUPLICATE_ID, f"submit {msg.id!r} is still in flight")
+            return
+        if self.closed:
+            self._refuse(msg.id, Code.SHUTTING_DOWN, "the session is closing")
+            return
+        limit = services.settings.max_pending_per_session
+        if len(self.tasks) >= limit:
+            self._refuse(
+                msg.id,
+                Code.TOO_MANY_PENDING,
+                f"this session already has {len(self.tasks)} submits in flight "
+                f"(the limit is {limit}); wait for some results",
+            )
+            return
+        try:
+            args = function.check_arguments(msg.data)
+        except BadValue as exc:
+            self._refuse(msg.id, Code.BAD_ARGUMENTS, str(exc))
+            return
+        gate = services.gate(function)
+        if gate.full():
+            services.refused(Code.QUEUE_FULL)
+            self._send(_queue_full(msg.id, function, gate))
+            return
+        turn = None
+        if function.slots:
+            order = self._order
+            if order is None:
+                order = self._order = SlotOrder()
+            turn = order.claim(function.slots, services.loop)
+        task = services.loop.create_task(self._run(msg.id, function, args, gate, turn))
+        self.tasks[msg.id] = task
+        # A task cancelled before its first step never runs _run's cleanup: do it here.
+        task.add_done_callback(functools.partial(self._never_started, msg.id, turn))
+
+    def _never_started(self, id: SubmitId, turn: Turn | None, task: asyncio.Task[None]) -> None:
+        if self.tasks.get(id) is not task:
+            return  # _run finished normally and cleaned up
+        del self.tasks[id]
+        if id in self._cancelling:
+            del self._cancelling[id]
+            if not self._ended:
+                self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
+        if turn is not None and self._order is not None:
+            self._order.release(turn)
+
+    def cancel(self, id: SubmitId) -> None:
+        """Cancel a queued or running submit; unknown or finished ids are ignored."""
+        task = self.tasks.get(id)
+        if task is None or id in self._cancelling:
+            return
+        self._cancelling[id] = None
+        # Not task.cancel() at once: a task cancelled before its first step never
+        # enters _run, so its submit would get no answer and keep its state slots.
+        # Its first step is already scheduled, so this runs after it.
+        self._services.loop.call_soon(task.cancel)
+
+    # -- topics ------------------------------------------------------------------
+
+    def subscribe(self, topic: str) -> None:
+        """A client's subscription: only to topics the app allows."""
+        if not self._services.app.topic_allowed(topic):
+            self._topic_refused(topic, Code.FORBIDDEN_TOPIC, "you may not subscribe to it")
+            return
+        limit = self._services.settings.max_subscriptions
+        if topic not in self.topics and len(self.topics) >= limit:
+            self._topic_refused(
+                topic,
+                Code.TOO_MANY_SUBSCRIPTIONS,
+                f"this session is subscribed to {len(self.topics)} topics, the limit",
+            )
+            return
+        self.subscribe_server_side(topic)
+
+    def _topic_refused(self, topic: str, code: str, why: str) -> None:
+        self._refuse(None, code, f"topic {topic[:128]!r}: {why}", topic=topic)
+
+    def subscribe_server_side(self, topic: str) -> None:
+        hub = self._services.hub
+        if hub is None or self.closed:
+            return
+        hub.subscribe(self, topic)
+        self._send(encode_subscribed(topic))
+
+    def unsubscribe_server_side(self, topic: str) -> None:
+        hub = self._services.hub
+        if hub is not None:
+            hub.unsubscribe(self, topic)
+        self._send(encode_subscribed(topic, subscribed=False))
+
+    # -- running a submit --------------------------------------------------------
+
+    async def _run(
+        self, id: SubmitId, function: Function, args: list[Any], gate: Gate, turn: Turn | None
+    ) -> None:
+        services = self._services
+        start = services.loop.time()
+        outcome: str = Code.INTERNAL
+        try:
+            if turn is not None and turn[1]:
+                await SlotOrder.wait(turn)
+            if not gate.try_acquire():
+                await gate.wait(id, self._send)
+            try:
+                frame, outcome = await services.executor.execute(self, id, function, args)
+            finally:
+                gate.release()
+            self._finish(id, frame)
+        except QueueFull:
+            outcome = Code.QUEUE_FULL
+            self._finish(id, _queue_full(id, function, gate))
+        except asyncio.CancelledError:
+            if id in self._cancelling and not self._ended:
+                outcome = Code.CANCELLED
+                self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
+                return  # our own cancellation: it ends here
+            outcome = Code.SHUTTING_DOWN
+            self._send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
+            raise
+        except Exception:
+            log.exception("internal error while running %s", function.name)
+            self._send(encode_error(id, Code.INTERNAL, "internal server error"))
+        finally:
+            del self.tasks[id]
+            self._cancelling.pop(id, None)
+            if services.metrics is not None:
+                services.metrics.finished(function.name, outcome, services.loop.time() - start)
+            if turn is not None and self._order is not None:
+                self._order.release(turn)
+
+    def _finish(self, id: SubmitId, frame: bytes) -> None:
+        """Send a submit's final frame, and keep it for a resume (bounded)."""
+        self._send(frame)
+        results = self.results
+        if results is None:
+            if self._services.settings.resume_grace <= 0:
+                return
+            results = self.result_log()
+        results.record(id, frame)
+        if self.on_commit is not None:
+            self.on_commit(self)
+
+    # -- connection changes ------------------------------------------------------
+
+    def detach(self) -> None:
+        """The connection dropped: keep running, remember results, send nothing."""
+        self.attached = False
+        self._send = _discard
+
+    def attach(self, send: Send, *, deltas: bool, close: Callable[[int, str], None]) -> None:
+        """A resumed connection takes over this session."""
+        self._send = send
+        self._close_connection = close
+        self.deltas = DeltaEncoder() if deltas else None  # the client starts over too
+        self.result_log().resumed(set(self.tasks))
+        self.attached = True
+        now = self.last_active = self._services.loop.time()
+        s = self._services.settings
+        self._flood = FloodControl(s.submit_rate, s.submit_burst, s.flood_limit, now)
+
+    # -- end ---------------------------------------------------------------------
+
+    async def close(self, *, run_hooks: bool = True) -> None:
+        """End the session: drop its queued submits, cancel running ones, leave every
+        topic, then run the end hooks once."""
+        if self._ended:
+            return
+        self._ended = True
+        self.closed = True
+        services = self._services
+        if services.hub is not None:
+            services.hub.drop(self)
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if not run_hooks:
+            return
+        for hook in services.app.session_end_hooks:
+            await services.executor.runner.call_hook(hook, self)
+
+    async def drain(self, grace: float) -> None:
+        """Stop admitting submits and wait up to ``grace`` seconds for in-flight ones."""
+        self.closed = True
+        tasks = list(self.tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+
+
+def _queue_full(id: SubmitId, function: Function, gate: Gate) -> bytes:
+    return encode_error(
+        id,
+        Code.QUEUE_FULL,
+        f"{function.name} has {len(gate)} submits waiting (its limit); try again later",
+    )
+
+
+def _discard(frame: bytes) -> None:
+    return None

@@ -1,0 +1,86 @@
+"""Load testing a tether server: many scripted sessions, latency percentiles, throughput.
+
+::
+
+    tether loadtest ws://127.0.0.1:8000/ws --users 200 --duration 30 --scenario chat --check
+
+N simulated users start over ``--ramp`` seconds. Each runs a *scenario* in a
+closed loop (send, wait for the reply, send the next) or, with ``--rate``, in an
+open loop where submits leave on a fixed schedule whatever the replies do, and
+latency counts from the scheduled time (so a stalled server shows up as
+latency, not as a politely slower generator).
+
+Scenarios are pluggable. The built-ins drive the demo (``tether demo``):
+``chat`` (conversations of ``--turns`` messages with the chatbot), ``score``
+(scores for the shared leaderboard) and ``rooms`` (users spread over
+``--rooms`` chat rooms, default one per 10 users: each conversation joins,
+says ``--turns`` messages and leaves; ``--check`` verifies that each message
+reaches every member that was in its room meanwhile, once and in order, and
+that presence is right: see ``RoomsScenario``; the summary counts the topic
+events received and times them from the say's submit). A built-in scenario is
+a ``Scenario`` subclass in ``SCENARIOS`` that yields ``Step`` s (function,
+inputs, and how to check the reply); each conversation runs on a fresh
+connection. Built-ins use ``LeanConnection``, a small aiohttp client that
+costs less CPU per submit than ``tether.Client`` (measured by
+``bench/clients.py``), so one generator core drives more load. A custom
+scenario is a Python file defining ``async def user(client, index)``; it gets
+the regular ``tether.Client`` API (with submits timed and counted). ``user``
+is called again and again on one session until the time is up (a new session
+per call if the file sets ``RECONNECT = True``); with ``--rate``, calls start
+on the open-loop schedule. ``--check`` on a custom scenario checks that every
+submit got its reply; the content is the scenario's to check (an exception
+counts as a violation).
+
+Latencies are kept in ``Histogram`` s, log-bucketed like HdrHistogram: memory
+is bounded whatever the run length, and histograms from several generator
+processes (``--procs``) merge exactly.
+
+The modules, each importing only those above it:
+
+- ``histogram``: ``Histogram``;
+- ``scenario``: the scenario API (``Step``, ``Wait``, ``Options``, ``Scenario``);
+- ``scenarios``: the built-ins, ``chat``, ``score``, ``rooms`` (and ``rooms_model``);
+- ``config``, ``stats``: what a run is asked to do, and what it measures;
+- ``connection``: ``LeanConnection``;
+- ``custom``: custom scenario files, and the ``MeasuredClient`` they drive;
+- ``driver``: ``LoadTest``, the users of one generator process;
+- ``progress``, ``report``, ``plot``: the progress line, the summary, the PNG;
+- ``processes``: ``execute``, in this process or in ``--procs``;
+- ``cli``: ``tether loadtest``.
+
+``tether.cli`` imports none of this until ``tether loadtest`` runs.
+"""
+
+from __future__ import annotations
+
+from .cli import add_parser, main, run_cli
+from .config import Config
+from .connection import LeanConnection
+from .custom import MeasuredClient
+from .driver import LoadTest
+from .histogram import SUB_BUCKET_BITS, Histogram
+from .processes import execute
+from .report import Result
+from .scenario import Options, Scenario, ScenarioError, Step
+from .scenarios import SCENARIOS, ChatScenario, ScoreScenario
+
+__all__ = [
+    "SCENARIOS",
+    "SUB_BUCKET_BITS",
+    "ChatScenario",
+    "Config",
+    "Histogram",
+    "LeanConnection",
+    "LoadTest",
+    "MeasuredClient",
+    "Options",
+    "Result",
+    "Scenario",
+    "ScenarioError",
+    "ScoreScenario",
+    "Step",
+    "add_parser",
+    "execute",
+    "main",
+    "run_cli",
+]

@@ -1,0 +1,34 @@
+"""``Config``: what one load test runs, as the command line gave it."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Final
+
+from .scenario import DEFAULT_TURNS
+
+__all__ = ["CONNECT_TIMEOUT", "DRAIN_TIMEOUT", "Config"]
+
+# How long in-flight submits may take to finish once the duration is over.
+DRAIN_TIMEOUT: Final = 10.0
+CONNECT_TIMEOUT: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    url: str
+    users: int
+    duration: float
+    scenario: str = "chat"
+    ramp: float = 0.0
+    rate: float | None = None
+    procs: int = 1
+    check: bool = False
+    turns: int = DEFAULT_TURNS
+    rooms: int | None = None  # rooms scenario; None: default_rooms(users)
+    drain_timeout: float = DRAIN_TIMEOUT
+    connect_timeout: float = CONNECT_TIMEOUT
+    progress: bool = True
+    # Shared by the generator processes of one run; names its rooms.
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))

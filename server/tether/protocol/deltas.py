@@ -1,0 +1,123 @@
+"""Output deltas: O(1) wire cost per chat turn (protocol.md, "Output deltas").
+
+A connection that opts in receives every output whose component is in
+``DELTA_COMPONENTS`` (``chatbot``) as ``{"keep": K, "append": [...]}``: the first
+K items of the previous value it received for the same function and output
+position, followed by ``append``. Every other output is sent whole, so both
+sides decide by the output's declared component (the welcome's manifest),
+never by the shape of a value: a ``json`` output may well return
+``{"keep": 0, "append": [1]}``.
+
+The encoder keeps, per (function, output), the encoded items last sent, so it
+finds the common prefix even when user code mutated the list in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from ..errors import RemoteProtocolError
+from .codes import DELTA_COMPONENTS, Code
+from .messages import SubmitId
+from .server import encode_partial, encode_result
+
+__all__ = ["DeltaDecoder", "DeltaEncoder", "encode_outputs"]
+
+
+class DeltaEncoder:
+    """Server side, one per connection that opted in."""
+
+    __slots__ = ("_sent",)
+
+    def __init__(self) -> None:
+        self._sent: dict[tuple[str, int], list[bytes]] = {}
+
+    def prepare(self, fn: str, index: int, value: list[Any]) -> tuple[dict[str, Any], list[bytes]]:
+        """The delta for ``value``, and what to ``commit`` once it is really sent."""
+        items = [orjson.dumps(item) for item in value]
+        previous = self._sent.get((fn, index), [])
+        keep = 0
+        limit = min(len(previous), len(items))
+        while keep < limit and previous[keep] == items[keep]:
+            keep += 1
+        return {"keep": keep, "append": value[keep:]}, items
+
+    def commit(self, fn: str, index: int, items: list[bytes]) -> None:
+        self._sent[(fn, index)] = items
+
+
+def encode_outputs(
+    deltas: DeltaEncoder | None,
+    id: SubmitId,
+    fn: str,
+    components: Sequence[str],
+    outputs: list[Any],
+    *,
+    partial: bool,
+) -> bytes:
+    """The ``result`` (or ``partial``) frame of ``outputs``, with the outputs of delta
+    components as deltas when the connection opted in (``deltas`` is its encoder).
+
+    The encoder remembers what it sent only once the frame exists, so a frame that
+    fails to encode leaves it as it was.
+    """
+    encode = encode_partial if partial else encode_result
+    if deltas is None or DELTA_COMPONENTS.isdisjoint(components):
+        return encode(id, outputs)
+    wire = list(outputs)
+    pending = []
+    for i, component in enumerate(components):
+        if component in DELTA_COMPONENTS:
+            wire[i], items = deltas.prepare(fn, i, outputs[i])
+            pending.append((i, items))
+    frame = encode(id, wire)
+    for i, items in pending:
+        deltas.commit(fn, i, items)
+    return frame
+
+
+class DeltaDecoder:
+    """Client side: rebuilds full values from deltas, by the manifest's components.
+
+    ``outputs`` maps each function to its public output components (the
+    welcome's ``functions[].outputs``; ``Welcome.outputs()``).
+    """
+
+    __slots__ = ("_delta_positions", "_values")
+
+    def __init__(self, outputs: Mapping[str, Sequence[str]]) -> None:
+        self._delta_positions = {
+            fn: tuple(i for i, c in enumerate(components) if c in DELTA_COMPONENTS)
+            for fn, components in outputs.items()
+        }
+        self._values: dict[tuple[str, int], list[Any]] = {}
+
+    def decode(self, fn: str, data: list[Any]) -> list[Any]:
+        """The full outputs of one ``result`` or ``partial`` of ``fn``."""
+        positions = self._delta_positions.get(fn)
+        if not positions:
+            return data
+        full = list(data)
+        for i in positions:
+            if i < len(full):
+                full[i] = self._apply(fn, i, full[i])
+        return full
+
+    def _apply(self, fn: str, index: int, delta: Any) -> list[Any]:
+        if type(delta) is not dict or type(delta.get("append")) is not list:
+            raise RemoteProtocolError(
+                Code.BAD_MESSAGE, f"output {index} of {fn} should be a delta, got {delta!r:.80}"
+            )
+        keep = delta.get("keep")
+        previous = self._values.get((fn, index), [])
+        if type(keep) is not int or not 0 <= keep <= len(previous):
+            raise RemoteProtocolError(
+                Code.BAD_MESSAGE,
+                f"a delta for {fn}[{index}] keeps {keep!r} of {len(previous)} items",
+            )
+        value = previous[:keep] + delta["append"]
+        self._values[(fn, index)] = value
+        return list(value)

@@ -1,0 +1,229 @@
+"""The server's half of the protocol, sans I/O: decode what clients send, encode
+what the server sends.
+
+Nothing here touches a socket or an event loop. ``decode_client`` turns one
+text frame into a frozen message (``messages.py``) or raises
+``RemoteProtocolError`` carrying the code to answer with; the ``encode_*``
+functions build the server's frames. protocol.md is the contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+
+from ..errors import LocalProtocolError, RemoteProtocolError
+from .codes import PROTOCOL_VERSION, Code
+from .messages import (
+    Cancel,
+    ClientMessage,
+    Ping,
+    Submit,
+    SubmitId,
+    Subscribe,
+    Unsubscribe,
+)
+
+__all__ = [
+    "decode_client",
+    "encode_error",
+    "encode_event",
+    "encode_partial",
+    "encode_pong",
+    "encode_queued",
+    "encode_rejection",
+    "encode_result",
+    "encode_started",
+    "encode_subscribed",
+    "encode_welcome",
+    "event_prefix",
+    "json_kind",
+    "peek_id",
+]
+
+_PING: Final = Ping()
+
+
+def _valid_id(value: Any, max_length: int) -> bool:
+    kind = type(value)
+    if kind is int:
+        return True
+    return kind is str and 0 < len(value) <= max_length
+
+
+def decode_client(
+    payload: str | bytes, *, max_id_length: int = 128, max_topic_length: int = 128
+) -> ClientMessage:
+    """Decode one text frame from a client.
+
+    Raises ``RemoteProtocolError`` with code ``bad_json`` or ``bad_message``.
+    Unknown fields are ignored so that the protocol can grow.
+    """
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        # orjson reports nesting deeper than 1024 as a decode error too.
+        raise RemoteProtocolError(Code.BAD_JSON, f"invalid JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise RemoteProtocolError(
+            Code.BAD_MESSAGE, f"a message must be a JSON object, not {json_kind(obj)}"
+        )
+    kind = obj.get("type")
+    if kind == "submit":
+        return _decode_submit(obj, max_id_length)
+    if kind == "ping":
+        return _PING
+    if kind == "cancel":
+        id_ = obj.get("id")
+        if not _valid_id(id_, max_id_length):
+            raise RemoteProtocolError(
+                Code.BAD_MESSAGE,
+                f'cancel field "id" must be an integer or a string of 1 to {max_id_length} '
+                "characters",
+            )
+        return Cancel(id_)  # type: ignore[arg-type]  # checked by _valid_id
+    if kind == "subscribe" or kind == "unsubscribe":
+        topic = obj.get("topic")
+        if type(topic) is not str or not 0 < len(topic) <= max_topic_length:
+            raise RemoteProtocolError(
+                Code.BAD_MESSAGE,
+                f'{kind} field "topic" must be a string of 1 to {max_topic_length} characters',
+            )
+        return Subscribe(topic) if kind == "subscribe" else Unsubscribe(topic)
+    if kind is None:
+        raise RemoteProtocolError(Code.BAD_MESSAGE, 'missing field "type"')
+    if type(kind) is not str:
+        raise RemoteProtocolError(Code.BAD_MESSAGE, 'field "type" must be a string')
+    raise RemoteProtocolError(Code.BAD_MESSAGE, f"unknown message type {kind[:64]!r}")
+
+
+def _decode_submit(obj: dict[str, Any], max_id_length: int) -> Submit:
+    id_ = obj.get("id")
+    if not _valid_id(id_, max_id_length):
+        raise RemoteProtocolError(
+            Code.BAD_MESSAGE,
+            f'submit field "id" must be an integer or a string of 1 to {max_id_length} characters',
+        )
+    fn = obj.get("fn")
+    if type(fn) is not str:
+        raise RemoteProtocolError(Code.BAD_MESSAGE, 'submit field "fn" must be a string', id_)
+    data = obj.get("data", [])
+    if type(data) is not list:
+        raise RemoteProtocolError(Code.BAD_MESSAGE, 'submit field "data" must be an array', id_)
+    return Submit(id_, fn, data)  # type: ignore[arg-type]  # checked by _valid_id
+
+
+def peek_id(payload: str | bytes) -> SubmitId | None:
+    """The ``id`` of a frame that will not be decoded in full (a rate-limited one),
+    when it has a usable one."""
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    id_ = obj.get("id") if type(obj) is dict else None
+    return id_ if type(id_) in (int, str) else None
+
+
+def json_kind(value: Any) -> str:
+    """How a value reads in an error message: "a string", "null", ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def encode_welcome(session: str, functions: list[dict[str, Any]], **extra: Any) -> bytes:
+    """The first frame of every connection: who you are and what you can call."""
+    return orjson.dumps(
+        {
+            "type": "welcome",
+            "protocol": PROTOCOL_VERSION,
+            "session": session,
+            "functions": functions,
+            **extra,
+        }
+    )
+
+
+def encode_result(id: SubmitId, data: list[Any]) -> bytes:
+    """The outputs of a submit. Raises ``LocalProtocolError`` if they are not JSON."""
+    try:
+        return orjson.dumps({"type": "result", "id": id, "data": data})
+    except orjson.JSONEncodeError as exc:
+        raise LocalProtocolError(f"outputs cannot be sent as JSON: {exc}") from None
+
+
+def encode_partial(id: SubmitId, data: list[Any]) -> bytes:
+    """One streamed step of a generator function."""
+    try:
+        return orjson.dumps({"type": "partial", "id": id, "data": data})
+    except orjson.JSONEncodeError as exc:
+        raise LocalProtocolError(f"outputs cannot be sent as JSON: {exc}") from None
+
+
+def encode_error(
+    id: SubmitId | None,
+    code: str,
+    message: str,
+    *,
+    topic: str | None = None,
+    retry_after: float | None = None,
+) -> bytes:
+    """An error reply; ``topic`` for a refused subscription, ``retry_after`` for
+    ``rate_limited``."""
+    frame: dict[str, Any] = {"type": "error", "id": id, "code": code, "message": message}
+    if topic is not None:
+        frame["topic"] = topic
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
+    return orjson.dumps(frame)
+
+
+def encode_rejection(error: RemoteProtocolError) -> bytes:
+    """The error reply to a frame ``decode_client`` rejected (the connection stays open)."""
+    return encode_error(error.id, error.code, error.message)
+
+
+def encode_queued(id: SubmitId, position: int) -> bytes:
+    return orjson.dumps({"type": "queued", "id": id, "position": position})
+
+
+def encode_started(id: SubmitId) -> bytes:
+    return orjson.dumps({"type": "started", "id": id})
+
+
+def event_prefix(topic: str) -> bytes:
+    """An event frame up to its data: ``event_prefix(t) + data + b"}"`` is the frame.
+
+    For the Redis store, whose scripts build an event from data they compute.
+    """
+    return b'{"type":"event","topic":' + orjson.dumps(topic) + b',"data":'
+
+
+def encode_event(topic: str, data: Any) -> bytes:
+    """An event for every subscriber of ``topic`` (encoded once, sent to all)."""
+    try:
+        return orjson.dumps({"type": "event", "topic": topic, "data": data})
+    except orjson.JSONEncodeError as exc:
+        raise LocalProtocolError(f"event data cannot be sent as JSON: {exc}") from None
+
+
+def encode_subscribed(topic: str, subscribed: bool = True) -> bytes:
+    return orjson.dumps({"type": "subscribed" if subscribed else "unsubscribed", "topic": topic})
+
+
+_PONG: Final = orjson.dumps({"type": "pong"})
+
+
+def encode_pong() -> bytes:
+    return _PONG

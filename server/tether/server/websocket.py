@@ -1,0 +1,153 @@
+"""One WebSocket connection, from the upgrade to the end: admission, the session
+(new, resumed from this node, or claimed from another), the welcome, the read
+loop, and what happens to the session when the connection ends (parked for a
+resume after a drop, else closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from ..core.resume import load_record
+from ..core.session import Session
+from ..protocol import Code, encode_error, encode_welcome
+from .outbox import Connection
+from .routes import admit
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["handle"]
+
+log = logging.getLogger("tether.transport")
+
+_NO_QUERY: dict[str, str] = {}
+_BINARY_REFUSED = encode_error(
+    None, Code.BAD_MESSAGE, "binary frames are not part of the protocol; send JSON text frames"
+)
+
+
+async def handle(server: Server, request: web.Request) -> web.StreamResponse:
+    """The handler of ``GET /ws``."""
+    identity = await admit(server, request)
+    settings = server.settings
+    address = request.remote or ""
+    ws = web.WebSocketResponse(
+        max_msg_size=settings.max_message_size,
+        compress=settings.compression,
+        timeout=settings.close_timeout,
+        # Pings and pongs are ours (keepalive.py): one sweep for every connection
+        # instead of a timer per connection reset per message.
+        autoping=False,
+    )
+    server.counter.add(address)
+    try:
+        await ws.prepare(request)
+    except ConnectionError as exc:
+        # The client went away during the handshake: nothing to serve, and
+        # nothing worth a traceback.
+        server.counter.remove(address)
+        log.debug("a client left during the handshake: %r", exc)
+        return ws
+    except BaseException:
+        server.counter.remove(address)
+        raise
+    task = asyncio.current_task()
+    assert task is not None
+    server.handlers.add(task)
+    conn = Connection(ws, settings, request.transport, server.metrics)
+    # (request.query is a parsed copy kept as long as the request: only if needed.)
+    query = request.query if "?" in request.raw_path else _NO_QUERY
+    deltas = query.get("deltas", "") in ("1", "true")
+    token = query.get("resume", "")
+    del query
+    parked = server.parked
+    session = parked.take(token) if token else None
+    record = None
+    resumed = session is not None
+    if session is not None:
+        session.attach(conn.send, deltas=deltas, close=conn.request_close)
+    else:
+        if token and parked.shared:
+            record = await parked.claim(token)
+        session = Session(
+            server.services,
+            conn.send,
+            deltas=deltas,
+            client=request.remote,
+            identity=identity,
+            close=conn.request_close,
+            id=record.get("id") if record else None,
+        )
+        resumed = record is not None
+    if settings.resume_grace > 0 and parked.shared:
+        session.on_commit = parked.save_soon
+    server.sessions[session.id] = session
+    server.connections[session.id] = conn
+    try:
+        extra: dict[str, Any] = {"topics": server.app.topics, "deltas": deltas}
+        if settings.resume_grace > 0:
+            extra["resume"] = session.resume_token
+            extra["resumed"] = resumed
+        conn.send(encode_welcome(session.id, server.manifest, **extra))
+        # What lives in this frame lives as long as the connection.
+        del extra, token
+        if record is not None:
+            load_record(session, server.app, record)
+            parked.save_soon(session)
+            record = None
+        loop = asyncio.get_running_loop()
+        # The read loop, inline: a helper coroutine would be one more frame per
+        # idle connection (and so is ``async for``'s __anext__).
+        while True:
+            msg = await ws.receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT:
+                session.receive(msg.data)
+            elif kind is WSMsgType.PONG:
+                conn.heard_at = loop.time()
+            elif kind is WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif kind is WSMsgType.BINARY:
+                conn.send(_BINARY_REFUSED)
+            else:  # CLOSE, CLOSING, CLOSED, ERROR
+                break
+            del msg
+            if conn.requested_close is not None:
+                break
+        if conn.requested_close is not None:
+            # Closing from this task (no receive pending) lets aiohttp wait for
+            # the client's close reply, reading what it still sends, instead of
+            # closing the socket under unread data (a TCP reset loses the frame).
+            await conn.flush_and_close(*conn.requested_close, settings.close_timeout)
+    finally:
+        server.sessions.pop(session.id, None)
+        server.connections.pop(session.id, None)
+        server.counter.remove(address)
+        conn.closed = True
+        conn.stop_writer()
+        if _should_park(server, ws, conn):
+            parked.park(session)
+        else:
+            await session.close()
+            if session.on_commit is not None:
+                parked.forget(session.resume_token)
+        # A close handshake we started must finish before aiohttp drops the socket.
+        await conn.wait_closed(settings.close_timeout + 2)
+        server.handlers.discard(task)
+    return ws
+
+
+def _should_park(server: Server, ws: web.WebSocketResponse, conn: Connection) -> bool:
+    """Park a session whose connection dropped (no close frame from the client, a
+    missed pong); a client that closed on purpose, or that we closed for a reason,
+    ends its session now."""
+    if server.settings.resume_grace <= 0 or server.stopping:
+        return False
+    if conn.requested_close is not None or conn.closed_by_server:
+        return False
+    return conn.dead or ws.close_code not in (1000, 1001)

@@ -1,0 +1,186 @@
+"""The embedded store of one process (the operations' docs: ``backend.StoreBackend``)."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..errors import StoreError
+from .backend import StoreBackend
+from .checks import (
+    check_count,
+    check_increment,
+    check_index,
+    check_lb_add,
+    check_member,
+    check_score,
+    checked_sum,
+    dumps_value,
+    nan_score_message,
+    number_at,
+    plain_number,
+)
+
+__all__ = ["MemoryBackend"]
+
+
+class MemoryBackend(StoreBackend):
+    """The embedded store for one process: dictionaries behind one asyncio lock.
+
+    Each operation runs to completion on the event loop without awaiting
+    inside the critical section, so the lock is never contended for long.
+    """
+
+    shared = False
+    sessions = None
+    publisher: Callable[[str, Any], None] | None = None
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._values: dict[str, bytes] = {}
+        self._lists: dict[str, deque[bytes]] = {}
+        self._boards: dict[str, dict[str, float]] = {}
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        raw = self._values.get(key)
+        return default if raw is None else orjson.loads(raw)
+
+    async def set(self, key: str, value: Any) -> None:
+        raw = dumps_value(value)
+        async with self._lock:
+            self._values[key] = raw
+
+    async def delete(self, key: str) -> bool:
+        async with self._lock:
+            found = False
+            for space in (self._values, self._lists, self._boards):
+                if space.pop(key, None) is not None:
+                    found = True
+            return found
+
+    async def incr(self, key: str, by: int | float = 1) -> int | float:
+        check_increment(by)
+        async with self._lock:
+            raw = self._values.get(key)
+            current = 0 if raw is None else number_at(key, orjson.loads(raw))
+            value = checked_sum(key, current + by)
+            self._values[key] = orjson.dumps(value)
+            return value
+
+    async def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        default: Any = None,
+        *,
+        topic: str | None = None,
+        event: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        async with self._lock:
+            raw = self._values.get(key)
+            current = default if raw is None else orjson.loads(raw)
+            value = fn(current)
+            self._values[key] = dumps_value(value)
+            if topic is not None:
+                self._publish(topic, event(value) if event is not None else value)
+            return value
+
+    async def list_append(
+        self, key: str, value: Any, maxlen: int | None = None, *, topic: str | None = None
+    ) -> int:
+        check_count("list_append: maxlen", maxlen, 1, optional=True)
+        raw = dumps_value(value)
+        async with self._lock:
+            items = self._lists.get(key)
+            if items is None:
+                items = self._lists[key] = deque()
+            items.append(raw)
+            if maxlen is not None:
+                while len(items) > maxlen:
+                    items.popleft()
+            if topic is not None:
+                self._publish(topic, orjson.loads(raw))
+            return len(items)
+
+    def _publish(self, topic: str, data: Any) -> None:
+        # Called under the lock, so events leave in the order of the changes.
+        if self.publisher is not None:
+            self.publisher(topic, data)
+
+    async def list_range(self, key: str, start: int = 0, stop: int = -1) -> list[Any]:
+        check_index(start)
+        check_index(stop)
+        items = list(self._lists.get(key, ()))
+        # Redis LRANGE semantics: both ends inclusive, negative from the end.
+        n = len(items)
+        lo = max(start + n if start < 0 else start, 0)
+        hi = min(stop + n if stop < 0 else stop, n - 1)
+        if lo > hi:
+            return []
+        return [orjson.loads(raw) for raw in items[lo : hi + 1]]
+
+    async def lb_add(
+        self,
+        board: str,
+        member: str,
+        score: float,
+        keep: int | None = None,
+        *,
+        top: int = 0,
+        topic: str | None = None,
+    ) -> list[tuple[str, float]]:
+        check_lb_add(member, score, keep, top, topic)
+        async with self._lock:
+            scores = self._boards.setdefault(board, {})
+            scores[member] = float(score)
+            if keep is not None and len(scores) > keep:
+                for loser, _ in heapq.nsmallest(len(scores) - keep, scores.items(), key=_rank_key):
+                    del scores[loser]
+            best = heapq.nlargest(top, scores.items(), key=_rank_key) if top > 0 else []
+            if topic is not None:
+                self._publish(topic, [plain_number(s) for _, s in best])
+            return best
+
+    async def lb_incr(self, board: str, member: str, by: float = 1) -> float:
+        check_member(member)
+        check_score("lb_incr: by", by)
+        async with self._lock:
+            scores = self._boards.setdefault(board, {})
+            value = scores.get(member, 0.0) + float(by)
+            if value != value:
+                raise StoreError(nan_score_message(board, member))
+            scores[member] = value
+            return value
+
+    async def lb_top(self, board: str, n: int) -> list[tuple[str, float]]:
+        check_count("lb_top: n", n, 0)
+        scores = self._boards.get(board, {})
+        return heapq.nlargest(n, scores.items(), key=_rank_key)
+
+    async def lb_rank(self, board: str, member: str) -> int | None:
+        check_member(member)
+        scores = self._boards.get(board, {})
+        if member not in scores:
+            return None
+        mine = _rank_key((member, scores[member]))
+        return sum(1 for item in scores.items() if _rank_key(item) > mine)
+
+    async def lb_score(self, board: str, member: str) -> float | None:
+        check_member(member)
+        return self._boards.get(board, {}).get(member)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+def _rank_key(item: tuple[str, float]) -> tuple[float, str]:
+    # Redis orders equal scores by member, and ZREVRANGE reverses both.
+    return (item[1], item[0])

@@ -1,0 +1,89 @@
+"""The Lua scripts of the Redis backend: operations whose commands must happen together.
+
+Each runs atomically in Redis (one round trip), so no other client sees the
+state between its commands; those that publish do so inside the script, so
+their events are ordered with the changes.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["INCR", "LB_ADD", "LIST_APPEND"]
+
+# ARGV[1]: the increment as text; ARGV[2]: 'i' for an int increment, 'f' for a float.
+# Integers stay exact through INCRBY (the result is read back as text, since
+# Lua numbers are doubles). Anything involving a float is added here as a
+# double, like Python does (INCRBYFLOAT uses long doubles and prints 3.0 as
+# "3", which would read back as an int), and stored in its shortest exact form.
+INCR: Final = """
+local raw = redis.call('GET', KEYS[1])
+if ARGV[2] == 'i' and (not raw or string.match(raw, '^%-?%d+$')) then
+  local done = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+  if type(done) == 'table' and done.err then
+    return redis.error_reply('TETHER_RANGE')
+  end
+  return redis.call('GET', KEYS[1])
+end
+local current = 0
+if raw then
+  current = tonumber(raw)
+  if current == nil then
+    return redis.error_reply('TETHER_NOTNUM')
+  end
+end
+local value = current + tonumber(ARGV[1])
+if value ~= value or value == math.huge or value == -math.huge then
+  return redis.error_reply('TETHER_RANGE')
+end
+local text
+for digits = 15, 17 do
+  text = string.format('%.' .. digits .. 'g', value)
+  if tonumber(text) == value then break end
+end
+if not string.find(text, '[%.e]') then
+  text = text .. '.0'
+end
+redis.call('SET', KEYS[1], text)
+return text
+"""
+
+# ARGV[1]: the JSON value; ARGV[2]: maxlen or ''; ARGV[3]: channel or '';
+# ARGV[4]: the event frame to publish there (atomically with the append).
+LIST_APPEND: Final = """
+local n = redis.call('RPUSH', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then
+  local maxlen = tonumber(ARGV[2])
+  if n > maxlen then
+    redis.call('LTRIM', KEYS[1], -maxlen, -1)
+    n = maxlen
+  end
+end
+if ARGV[3] ~= '' then
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
+return n
+"""
+
+# ARGV[1]: score; ARGV[2]: member; ARGV[3]: keep or ''; ARGV[4]: top (0: none);
+# ARGV[5]: channel or ''; ARGV[6]: the event frame's prefix, up to its data.
+# Returns the top entries as [member, score, ...]; publishes their scores.
+LB_ADD: Final = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[3]) - 1)
+end
+local top = tonumber(ARGV[4])
+if top == 0 then
+  return {}
+end
+local best = redis.call('ZREVRANGE', KEYS[1], 0, top - 1, 'WITHSCORES')
+if ARGV[5] ~= '' then
+  local scores = {}
+  for i = 2, #best, 2 do
+    scores[#scores + 1] = best[i]
+  end
+  redis.call('PUBLISH', ARGV[5], ARGV[6] .. '[' .. table.concat(scores, ',') .. ']}')
+end
+return best
+"""
