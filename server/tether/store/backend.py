@@ -44,6 +44,15 @@ contract against each:
 - Misuse (a wrong type, a count below 1, a NaN score) is a ``StoreError``
   and changes nothing; a backend that cannot be reached raises
   ``StoreUnavailable`` (an operation in flight may or may not have applied).
+- What enters is checked where it enters, so nothing stored can make an
+  encoding fail later (``checks``): values are JSON with signed 64-bit
+  integers, finite floats and at most ``checks.MAX_VALUE_DEPTH`` (128) levels
+  of nesting; scores are finite doubles (an int score is kept as the double
+  nearest it; ``plain_number`` shows it as an int only up to 2**53).
+- **Store writes are side effects: they are not rolled back.** A function that
+  writes to the store and then raises gets ``fn_error`` (its session state is
+  restored), but every store operation it completed stays applied, as in any
+  database without a transaction. Validate before writing.
 
 Session records (a parked session's state, for a resume on another node) are
 not data: they have their own interface, ``sessions.SessionRecords``, reached
