@@ -25,6 +25,7 @@ room's keys can never touch the new room's data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -172,16 +173,26 @@ def create_app(*, max_rooms: int = MAX_ROOMS) -> App:
             await app.store.delete(presence_key(room, epoch))
             await app.store.delete(history_key(room, epoch))
 
+    async def drop(session_id: str, room: str, epoch: str) -> bool:
+        """Take the session out of the room's presence; True if it was there."""
+        found = False
+
+        def without(members: dict[str, str]) -> dict[str, str]:
+            nonlocal found  # set by the call whose result is stored (a retry calls again)
+            found = session_id in members
+            return {k: v for k, v in members.items() if k != session_id}
+
+        await app.store.update(
+            presence_key(room, epoch), without, {}, topic=room_topic(room), event=_presence
+        )
+        return found
+
     async def leave(session_id: str, where: dict[str, str]) -> None:
         room, epoch = where["room"], where["epoch"]
-        await app.store.update(
-            presence_key(room, epoch),
-            lambda members: {k: v for k, v in (members or {}).items() if k != session_id},
-            {},
-            topic=room_topic(room),
-            event=_presence,
-        )
-        await count_out(room, epoch)
+        # Counted out only when it was in: a second leave of the same membership (its
+        # state rolled back after a failure) cannot count another session out.
+        if await drop(session_id, room, epoch):
+            await count_out(room, epoch)
 
     @app.function(inputs=["text", "text", membership], outputs=["json", membership])
     async def join_room(name: str, room: str, where: Any = None) -> tuple[Any, Any]:
@@ -191,18 +202,26 @@ def create_app(*, max_rooms: int = MAX_ROOMS) -> App:
         ctx = context()
         # Counted in before anything else: a room too many is refused with nothing changed.
         epoch = await count_in(room)
-        if where is not None:
-            await leave(ctx.session_id, where)
-            ctx.unsubscribe(room_topic(where["room"]))
-        ctx.subscribe(room_topic(room))
-        members = await app.store.update(
-            presence_key(room, epoch),
-            lambda members: {**(members or {}), ctx.session_id: name},
-            {},
-            topic=room_topic(room),
-            event=_presence,
-        )
-        history = await app.store.list_range(history_key(room, epoch), -ROOM_HISTORY, -1)
+        try:
+            if where is not None:
+                await leave(ctx.session_id, where)
+                ctx.unsubscribe(room_topic(where["room"]))
+            ctx.subscribe(room_topic(room))
+            members = await app.store.update(
+                presence_key(room, epoch),
+                lambda members: {**members, ctx.session_id: name},
+                {},
+                topic=room_topic(room),
+                event=_presence,
+            )
+            history = await app.store.list_range(history_key(room, epoch), -ROOM_HISTORY, -1)
+        except BaseException:
+            # The session's state goes back to before the join: so must its count, or
+            # the room could never be freed (best effort: the store may be down).
+            with contextlib.suppress(Exception):
+                await drop(ctx.session_id, room, epoch)
+                await count_out(room, epoch)
+            raise
         info = {"room": room, "name": name, "history": history}
         info["members"] = _presence(members)["members"]
         return info, {"room": room, "name": name, "epoch": epoch}
