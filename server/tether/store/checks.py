@@ -18,7 +18,6 @@ make an encoding fail later (a poisoned value would break every reader):
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Final
 
 import orjson
@@ -57,30 +56,54 @@ server setting: it keeps every stored value encodable inside a protocol frame)."
 
 _ORJSON_DEPTH: Final = 254  # orjson.dumps refuses a 255th level of nesting
 _PAD: Final = _ORJSON_DEPTH - MAX_VALUE_DEPTH
-# Text orjson writes only for NaN/infinity (as null) or for 19+ digit integers:
-# where neither occurs the value needs no walk.
-_SUSPECT: Final = re.compile(rb"null|[0-9]{19}")
 
 
 def dumps_value(value: Any) -> bytes:
     """``value`` as stored: its JSON text, refused (``StoreError``) unless every
-    encoder can take it back (see the module doc)."""
-    # The depth bound costs no walk: wrapped in _PAD lists, a value nesting deeper
-    # than MAX_VALUE_DEPTH passes orjson's own limit. The pads are sliced off again.
+    encoder can take it back (see the module doc).
+
+    It costs one ``orjson.dumps`` and a scan of its text for ``null`` (which is
+    also what orjson writes for NaN and infinity), all in C, and for a text
+    longer than ``2 * MAX_VALUE_DEPTH`` bytes one more encoding (the depth
+    check). The value is walked in Python only when its text shows a ``null``
+    or orjson reports an integer beyond 2**53.
+    """
+    walk = False
+    try:
+        raw = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
+    except orjson.JSONEncodeError as exc:
+        if "53-bit" not in str(exc):
+            raise _unencodable(exc) from None
+        walk = True  # a big integer: allowed up to signed 64 bits, checked below
+        try:
+            raw = orjson.dumps(value)
+        except orjson.JSONEncodeError as again:
+            raise _unencodable(again) from None
+    if walk or b"null" in raw:
+        _check_numbers(value)
+    # Nesting d levels takes 2d bytes: a shorter text cannot nest too deeply. (Counting
+    # its brackets would cost more than the one more encoding _check_depth makes.)
+    if len(raw) > 2 * MAX_VALUE_DEPTH:
+        _check_depth(value)
+    return raw
+
+
+def _unencodable(exc: Exception) -> StoreError:
+    if "Recursion limit" in str(exc):
+        return StoreError(f"store values may nest at most {MAX_VALUE_DEPTH} arrays or objects deep")
+    return StoreError(f"store values must be JSON-serialisable: {exc}")
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse ``value`` if it nests deeper than ``MAX_VALUE_DEPTH``, with no walk: wrapped
+    in ``_PAD`` lists, such a value passes orjson's own limit."""
     wrapped = value
     for _ in range(_PAD):
         wrapped = [wrapped]
     try:
-        raw = orjson.dumps(wrapped)[_PAD:-_PAD]
+        orjson.dumps(wrapped)
     except orjson.JSONEncodeError as exc:
-        if "Recursion limit" in str(exc):
-            raise StoreError(
-                f"store values may nest at most {MAX_VALUE_DEPTH} arrays or objects deep"
-            ) from None
-        raise StoreError(f"store values must be JSON-serialisable: {exc}") from None
-    if _SUSPECT.search(raw) is not None:
-        _check_numbers(value)
-    return raw
+        raise _unencodable(exc) from None
 
 
 def _check_numbers(value: Any) -> None:
