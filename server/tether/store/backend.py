@@ -9,20 +9,20 @@ the docs, and the facade takes its operations from here.
 Every operation is atomic and maps onto one Redis command or script, so the
 in-memory backend and the Redis backend share one interface:
 
-==================  ===================================
+==================  ==================================================
 operation           Redis equivalent
-==================  ===================================
+==================  ==================================================
 get / set / delete  GET / SET / DEL
 incr                INCRBY, or a double-add script
 update(key, fn)     WATCH + GET + MULTI/SET/EXEC, retried
 list_append         RPUSH + LTRIM (one script)
 list_range          LRANGE
 lb_add              ZADD (+ ZREMRANGEBYRANK when ``keep``)
-lb_incr             ZINCRBY
+lb_incr             ZSCORE + ZADD (a script: refuses an infinite sum)
 lb_top              ZREVRANGE ... WITHSCORES
 lb_rank / lb_score  ZREVRANK / ZSCORE
 ping                PING
-==================  ===================================
+==================  ==================================================
 
 Values are JSON (stored serialised, as Redis would), so a value read from
 the store is always the caller's own copy and can never be mutated behind

@@ -4,9 +4,10 @@
 
 Each operation is one round trip: a single command, or a Lua script where
 two commands must happen together (append + trim, add + keep, the typed
-``incr``). ``update`` is the exception by nature: ``fn`` is Python, so it runs
-here between an optimistic WATCH/GET and a MULTI/SET/EXEC, and is retried
-(with a short jittered backoff) when another writer got in between. Updates
+``incr``, an ``lb_incr`` that refuses an infinite sum). ``update`` is the
+exception by nature: ``fn`` is Python, so it runs here between an optimistic
+WATCH/GET and a MULTI/SET/EXEC, and is retried (with a short jittered
+backoff) when another writer got in between. Updates
 of one key from one backend queue locally first, so the only writers that
 can make an update retry are other processes.
 
