@@ -139,7 +139,18 @@ class Server:
         }
 
     async def _on_shutdown(self, _: web.Application) -> None:
-        """Drain: refuse new work, let running submits finish, then close with 1001."""
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Drain: refuse new work, let running submits finish, then close with 1001.
+
+        ``serve`` runs it before aiohttp's own shutdown, whose first step makes every
+        connection discard what it receives: run after it, a submit read in the
+        meantime would get no answer. Run first, every connection is read until its
+        1001 goes out, and every submit read gets its result or `shutting_down`.
+        """
+        if self.stopping:
+            return
         self.stopping = True
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -232,6 +243,10 @@ async def serve(
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+        # Stop listening, drain while every connection is still read, then let
+        # aiohttp shut down (its pre-shutdown stops reading: nothing is left to read).
+        await site.stop()
+        await server.drain()
         await runner.cleanup()
 
 
