@@ -58,7 +58,9 @@ async def stream(ws: aiohttp.ClientWebSocketResponse) -> tuple[list[Any], int | 
     n = 0
     while refused < AFTER_SIGNAL:
         n += 1
-        await ws.send_str(orjson.dumps({"type": "submit", "id": n, "fn": "echo", "data": [n]}).decode())
+        await ws.send_str(
+            orjson.dumps({"type": "submit", "id": n, "fn": "echo", "data": [n]}).decode()
+        )
         try:
             while True:
                 msg = await asyncio.wait_for(ws.receive(), ANSWER_WAIT)
