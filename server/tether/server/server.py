@@ -38,6 +38,7 @@ from ..protocol import Close
 from ..settings import Settings
 from ..store import StoreBackend, backend_from_url
 from . import routes, websocket
+from .frames import IncompleteBytes
 from .keepalive import sweep, sweep_period
 from .outbox import Connection
 from .tuning import freeze_startup_objects, raise_open_files_limit, tune_gc
@@ -60,6 +61,8 @@ class Server:
             settings.max_connections, settings.max_connections_per_address
         )
         self.allowed_origins = settings.allowed_origins
+        # Bytes of WebSocket messages still arriving, over every connection (frames.py).
+        self.incomplete = IncompleteBytes(settings.incomplete_message_bytes)
         self.sessions: dict[str, Session] = {}
         # Open connections by session id (the keepalive sweep walks them).
         self.connections: dict[str, Connection] = {}

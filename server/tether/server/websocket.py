@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 from ..core.resume import load_record
 from ..core.session import Session
 from ..protocol import Code, encode_error, encode_welcome
+from .frames import GuardedResponse
 from .outbox import Connection
 from .routes import admit
 
@@ -36,7 +37,9 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     identity = await admit(server, request)
     settings = server.settings
     address = request.remote or ""
-    ws = web.WebSocketResponse(
+    ws = GuardedResponse(
+        settings,
+        server.incomplete,
         max_msg_size=settings.max_message_size,
         compress=settings.compression,
         timeout=settings.close_timeout,
@@ -60,6 +63,7 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     assert task is not None
     server.handlers.add(task)
     conn = Connection(ws, settings, request.transport, server.metrics)
+    conn.guard = ws.guard
     # (request.query is a parsed copy kept as long as the request: only if needed.)
     query = request.query if "?" in request.raw_path else _NO_QUERY
     deltas = query.get("deltas", "") in ("1", "true")
@@ -130,6 +134,8 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
         server.counter.remove(address)
         conn.closed = True
         conn.stop_writer()
+        if ws.guard is not None:
+            ws.guard.release()
         if _should_park(server, ws, conn):
             parked.park(session)
         else:
@@ -145,9 +151,12 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
 def _should_park(server: Server, ws: web.WebSocketResponse, conn: Connection) -> bool:
     """Park a session whose connection dropped (no close frame from the client, a
     missed pong); a client that closed on purpose, or that we closed for a reason,
-    ends its session now."""
+    ends its session now, and so does one that broke the protocol (1002, 1007,
+    1008, 1009: resuming would only replay the fault)."""
     if server.settings.resume_grace <= 0 or server.stopping:
         return False
     if conn.requested_close is not None or conn.closed_by_server:
         return False
+    if conn.guard is not None and conn.guard.failed:
+        return False  # it broke the protocol (frames.py)
     return conn.dead or ws.close_code not in (1000, 1001)
