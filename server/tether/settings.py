@@ -174,14 +174,14 @@ class Settings:
         64 << 20,
     )
     max_handshakes: int = _doc(
-        "TCP connections that have not finished their HTTP request or upgrade, in all; "
-        "more are closed at once.",
-        1000,
+        "TCP connections not upgraded to a WebSocket (handshakes in progress, HTTP "
+        "keep-alive), in all; more are answered 503 and closed at once.",
+        2048,
     )
     max_handshakes_per_address: int = _doc(
-        "TCP connections from one client address that have not finished their HTTP "
-        "request or upgrade; more are closed at once.",
-        64,
+        "TCP connections from one client address not upgraded to a WebSocket; more are "
+        "answered 503 and closed at once.",
+        256,
     )
     metrics: bool = _doc(
         "Serve Prometheus metrics at `/metrics` (submits by function and outcome, their "

@@ -39,6 +39,7 @@ from ..settings import Settings
 from ..store import StoreBackend, backend_from_url
 from . import routes, websocket
 from .frames import IncompleteBytes
+from .handshakes import Handshakes
 from .keepalive import sweep, sweep_period
 from .outbox import Connection
 from .tuning import freeze_startup_objects, raise_open_files_limit, tune_gc
@@ -61,6 +62,8 @@ class Server:
             settings.max_connections, settings.max_connections_per_address
         )
         self.allowed_origins = settings.allowed_origins
+        # HTTP connections not (yet) upgraded, against their own caps (handshakes.py).
+        self.handshakes = Handshakes(settings, self.metrics)
         # Bytes of WebSocket messages still arriving, over every connection (frames.py).
         self.incomplete = IncompleteBytes(settings.incomplete_message_bytes)
         self.sessions: dict[str, Session] = {}
@@ -216,6 +219,8 @@ async def serve(
         shutdown_timeout=server.settings.shutdown_timeout + 5,
     )
     await runner.setup()
+    assert runner.server is not None
+    server.handshakes.install(runner.server)
     site = web.TCPSite(
         runner,
         host,

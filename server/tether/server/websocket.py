@@ -59,6 +59,7 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     except BaseException:
         server.counter.remove(address)
         raise
+    server.handshakes.upgraded(request.protocol)
     task = asyncio.current_task()
     assert task is not None
     server.handlers.add(task)
