@@ -78,8 +78,9 @@ class RawWS:
         self.writer.close()
 
 
-async def raw_connect(port: int, path: str = "/ws", headers: str = "") -> RawWS:
-    """Handshake on a raw socket and read the welcome."""
+async def raw_connect(port: int, path: str = "/ws", headers: str = "", then: bytes = b"") -> RawWS:
+    """Handshake on a raw socket (``then``: bytes sent right behind the request, in the
+    same write) and read the welcome."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
@@ -88,6 +89,7 @@ async def raw_connect(port: int, path: str = "/ws", headers: str = "") -> RawWS:
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             f"Sec-WebSocket-Version: 13\r\n{headers}\r\n"
         ).encode()
+        + then
     )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     assert head.startswith(b"HTTP/1.1 101"), head

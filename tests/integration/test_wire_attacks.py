@@ -56,6 +56,17 @@ async def test_an_unmasked_client_frame_closes_with_1002_and_ends_the_session(se
     await echo_works(srv.port)
 
 
+async def test_frames_sent_with_the_handshake_are_checked_too(serve_app):
+    srv = serve_app(echo_app())
+    body = orjson.dumps({"type": "submit", "id": 1, "fn": "echo", "data": [1]})
+    ws = await raw_connect(srv.port, then=frame(TEXT, body, mask=False))
+    assert await ws.close_code() == 1002
+    ws.close()
+    ws = await raw_connect(srv.port, then=frame(TEXT, body))
+    assert (await ws.read_message())["data"] == [1]
+    ws.close()
+
+
 @pytest.mark.parametrize("code", [1004, 1005, 1006, 1015, 5000, 65535])
 async def test_a_close_code_a_peer_must_not_send_is_answered_with_1002(serve_app, code):
     srv = serve_app(echo_app())
