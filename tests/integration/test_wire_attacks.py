@@ -91,8 +91,10 @@ async def test_a_valid_close_code_is_answered_normally(serve_app, code):
         (frame(CONTINUATION, b"x"), 1002),  # a continuation of nothing
         (frame(TEXT, b'{"type": "ping", "x": "\xff"}'), 1007),  # not UTF-8
         (frame(TEXT, b" " * 2048), 1009),  # over max_message_size
+        # Fragments count together: an unfinished message is bounded the same way.
+        (frame(TEXT, b" " * 600, fin=False) + frame(CONTINUATION, b" " * 600, fin=False), 1009),
     ],
-    ids=["1002", "1007", "1009"],
+    ids=["1002", "1007", "1009", "1009-fragments"],
 )
 async def test_a_session_ended_by_a_protocol_error_is_not_parked(serve_app, bad, code):
     srv = serve_app(echo_app(), max_message_size=1024, resume_grace=30)
