@@ -130,13 +130,17 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
             # closing the socket under unread data (a TCP reset loses the frame).
             await conn.flush_and_close(*conn.requested_close, settings.close_timeout)
     finally:
+        if ws.guard is not None:
+            ws.guard.release()
+            if ws.guard.failed:
+                # Closed for breaking the protocol (1002, 1007, 1008, 1009; frames.py): the
+                # session ends; resuming it would only replay the fault.
+                conn.closed_by_server = True
         server.sessions.pop(session.id, None)
         server.connections.pop(session.id, None)
         server.counter.remove(address)
         conn.closed = True
         conn.stop_writer()
-        if ws.guard is not None:
-            ws.guard.release()
         if _should_park(server, ws, conn):
             parked.park(session)
         else:
@@ -152,12 +156,9 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
 def _should_park(server: Server, ws: web.WebSocketResponse, conn: Connection) -> bool:
     """Park a session whose connection dropped (no close frame from the client, a
     missed pong); a client that closed on purpose, or that we closed for a reason,
-    ends its session now, and so does one that broke the protocol (1002, 1007,
-    1008, 1009: resuming would only replay the fault)."""
+    ends its session now."""
     if server.settings.resume_grace <= 0 or server.stopping:
         return False
     if conn.requested_close is not None or conn.closed_by_server:
         return False
-    if conn.guard is not None and conn.guard.failed:
-        return False  # it broke the protocol (frames.py)
     return conn.dead or ws.close_code not in (1000, 1001)
