@@ -162,6 +162,27 @@ class Settings:
         "the TCP connection.",
         5.0,
     )
+    message_timeout: float = _doc(
+        "Seconds a WebSocket message may take from its first byte to its last (fragments "
+        "included) before the connection is closed with 1008 (0: no limit).",
+        30.0,
+    )
+    incomplete_message_bytes: int = _doc(
+        "Bytes of WebSocket messages still being received, over all connections; the "
+        "connection that would pass it is closed with 1009 (one message is already bounded "
+        "by `max_message_size`).",
+        64 << 20,
+    )
+    max_handshakes: int = _doc(
+        "TCP connections not upgraded to a WebSocket (handshakes in progress, HTTP "
+        "keep-alive), in all; more are answered 503 and closed at once.",
+        2048,
+    )
+    max_handshakes_per_address: int = _doc(
+        "TCP connections from one client address not upgraded to a WebSocket; more are "
+        "answered 503 and closed at once.",
+        256,
+    )
     metrics: bool = _doc(
         "Serve Prometheus metrics at `/metrics` (submits by function and outcome, their "
         "durations, refusals, sessions, queues; needs prometheus-client: "

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-__all__ = ["AddressCounter", "FloodControl", "TokenBucket", "origin_allowed"]
+__all__ = [
+    "AddressCounter",
+    "FloodControl",
+    "TokenBucket",
+    "normalize_origin",
+    "origin_allowed",
+]
 
 
 class TokenBucket:
@@ -70,22 +76,54 @@ class FloodControl(TokenBucket):
         return False
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalize_origin(origin: str) -> str | None:
+    """``scheme://host:port`` (lowercase, the port always written) of an http(s)
+    origin, or None for anything else: another scheme, a path, a query, a
+    fragment, user info, a bad port. (A lone trailing ``/`` is tolerated.)"""
+    try:
+        parts = urlsplit(origin.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in origin:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{scheme}://{host}:{port or _DEFAULT_PORTS[scheme]}"
+
+
 def origin_allowed(origin: str, host: str, allowed: frozenset[str]) -> bool:
     """Is a browser handshake from ``origin`` to a server reached as ``host`` allowed?
 
-    The server's own origin (same host and port as the Host header) always is;
-    so is any origin listed in ``allowed`` (``*`` allows every origin).
+    The whole origin is compared: scheme, host and port. The server's own
+    origin (http or https, with the host and port of the Host header; no port
+    there means the scheme's default) always is allowed; so is any origin
+    listed in ``allowed``, compared as ``scheme://host:port`` (``*`` allows
+    every origin). Any other origin, one with a path, or one that is not
+    http(s) is refused (a non-http entry of ``allowed`` matches only itself).
     """
     if "*" in allowed:
         return True
-    normalized = origin.strip().rstrip("/").lower()
-    if normalized in allowed:
+    normalized = normalize_origin(origin)
+    if normalized is None:
+        return origin.strip().lower() in allowed
+    if normalized in {normalize_origin(a) or a for a in allowed}:
         return True
     try:
-        netloc = urlsplit(normalized).netloc
+        own = urlsplit("//" + host.strip().lower())
+        own_port = own.port
     except ValueError:
         return False
-    return bool(netloc) and netloc == host.strip().lower()
+    if not own.hostname or own.path or "@" in own.netloc:
+        return False
+    scheme = normalized.partition("://")[0]
+    own_host = f"[{own.hostname}]" if ":" in own.hostname else own.hostname
+    return normalized == f"{scheme}://{own_host}:{own_port or _DEFAULT_PORTS[scheme]}"
 
 
 class AddressCounter:

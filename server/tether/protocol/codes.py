@@ -10,7 +10,7 @@ from typing import Final
 
 __all__ = ["DELTA_COMPONENTS", "PROTOCOL_VERSION", "Close", "Code"]
 
-PROTOCOL_VERSION: Final = 6
+PROTOCOL_VERSION: Final = 7
 """The version of protocol.md this package speaks (the welcome's ``protocol``)."""
 
 DELTA_COMPONENTS: Final = frozenset({"chatbot"})
@@ -47,6 +47,7 @@ class Close(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
     INVALID_TEXT = 1007
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009

@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 from ..core.resume import load_record
 from ..core.session import Session
 from ..protocol import Code, encode_error, encode_welcome
+from .frames import GuardedResponse
 from .outbox import Connection
 from .routes import admit
 
@@ -36,7 +37,9 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     identity = await admit(server, request)
     settings = server.settings
     address = request.remote or ""
-    ws = web.WebSocketResponse(
+    ws = GuardedResponse(
+        settings,
+        server.incomplete,
         max_msg_size=settings.max_message_size,
         compress=settings.compression,
         timeout=settings.close_timeout,
@@ -56,10 +59,12 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     except BaseException:
         server.counter.remove(address)
         raise
+    server.handshakes.upgraded(request.protocol)
     task = asyncio.current_task()
     assert task is not None
     server.handlers.add(task)
     conn = Connection(ws, settings, request.transport, server.metrics)
+    conn.guard = ws.guard
     # (request.query is a parsed copy kept as long as the request: only if needed.)
     query = request.query if "?" in request.raw_path else _NO_QUERY
     deltas = query.get("deltas", "") in ("1", "true")
@@ -125,6 +130,12 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
             # closing the socket under unread data (a TCP reset loses the frame).
             await conn.flush_and_close(*conn.requested_close, settings.close_timeout)
     finally:
+        if ws.guard is not None:
+            ws.guard.release()
+            if ws.guard.failed:
+                # Closed for breaking the protocol (1002, 1007, 1008, 1009; frames.py): the
+                # session ends; resuming it would only replay the fault.
+                conn.closed_by_server = True
         server.sessions.pop(session.id, None)
         server.connections.pop(session.id, None)
         server.counter.remove(address)
