@@ -9,7 +9,7 @@
 // to this file; protocol.md at the repository root is the wire contract.
 
 /** The highest protocol version this client understands (the server's PROTOCOL_VERSION). */
-export const PROTOCOL = 6;
+export const PROTOCOL = 7;
 
 /** Codes this client produces itself; the server's codes are in protocol.md. */
 export const Codes = Object.freeze({

@@ -9,6 +9,7 @@ functions build the server's frames. protocol.md is the contract.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 import orjson
@@ -53,12 +54,18 @@ def _valid_id(value: Any, max_length: int) -> bool:
 
 
 def decode_client(
-    payload: str | bytes, *, max_id_length: int = 128, max_topic_length: int = 128
+    payload: str | bytes,
+    *,
+    max_id_length: int = 128,
+    max_topic_length: int = 128,
+    max_depth: int = 32,
 ) -> ClientMessage:
     """Decode one text frame from a client.
 
-    Raises ``RemoteProtocolError`` with code ``bad_json`` or ``bad_message``.
-    Unknown fields are ignored so that the protocol can grow.
+    Raises ``RemoteProtocolError`` with code ``bad_json`` or ``bad_message`` (also
+    for a message nesting arrays and objects deeper than ``max_depth`` levels, the
+    message object being level 1). Unknown fields are ignored so that the protocol
+    can grow.
     """
     try:
         obj = orjson.loads(payload)
@@ -68,6 +75,13 @@ def decode_client(
     if type(obj) is not dict:
         raise RemoteProtocolError(
             Code.BAD_MESSAGE, f"a message must be a JSON object, not {json_kind(obj)}"
+        )
+    if len(payload) > max_depth and _too_deep(payload, obj, max_depth):
+        id_ = obj.get("id")
+        raise RemoteProtocolError(
+            Code.BAD_MESSAGE,
+            f"the message nests arrays and objects deeper than {max_depth} levels",
+            id_ if _valid_id(id_, max_id_length) else None,
         )
     kind = obj.get("type")
     if kind == "submit":
@@ -114,9 +128,52 @@ def _decode_submit(obj: dict[str, Any], max_id_length: int) -> Submit:
     return Submit(id_, fn, data)  # type: ignore[arg-type]  # checked by _valid_id
 
 
-def peek_id(payload: str | bytes) -> SubmitId | None:
+def _too_deep(payload: str | bytes, obj: dict[str, Any], max_depth: int) -> bool:
+    """Does ``obj`` (decoded from ``payload``) nest deeper than ``max_depth``?
+
+    Nesting that deep takes more than ``max_depth`` brackets: counting them (at C
+    speed) clears almost every message without a walk; the walk of the rest visits
+    containers only and stops at the first one too deep.
+    """
+    if isinstance(payload, str):
+        openers = payload.count("[") + payload.count("{")
+    else:
+        openers = payload.count(b"[") + payload.count(b"{")
+    if openers <= max_depth:
+        return False
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        node, depth = pop()
+        if depth > max_depth:
+            return True
+        for value in node.values() if type(node) is dict else node:
+            kind = type(value)
+            if kind is list or kind is dict:
+                push((value, depth + 1))
+    return False
+
+
+# A submit's id where clients put it, right after its type (peek_id of a big frame).
+_ID_PREFIX: Final = re.compile(
+    r'\s*\{\s*"type"\s*:\s*"[a-z]+"\s*,\s*"id"\s*:\s*(-?[0-9]{1,19}(?![0-9.eE])|"[^"\\]{1,128}")'
+)
+
+
+def peek_id(payload: str | bytes, max_decode: int = 1 << 16) -> SubmitId | None:
     """The ``id`` of a frame that will not be decoded in full (a rate-limited one),
-    when it has a usable one."""
+    when it has a usable one. A frame longer than ``max_decode`` is not decoded at
+    all: its id is read only from its start, where clients put it (``{"type": ...,
+    "id": ...``)."""
+    if len(payload) > max_decode:
+        head = payload[:256]
+        text = head if isinstance(head, str) else head.decode("utf-8", "replace")
+        match = _ID_PREFIX.match(text)
+        if match is None:
+            return None
+        peeked = orjson.loads(match.group(1))
+        return peeked if type(peeked) in (int, str) else None
     try:
         obj = orjson.loads(payload)
     except orjson.JSONDecodeError:
