@@ -389,12 +389,13 @@ class Session:
         try:
             if turn is not None and turn[1]:
                 await SlotOrder.wait(turn)
-            if not gate.try_acquire():
-                await gate.wait(id, self._send)
+            key = self.id  # fairness between sessions: per-session caps, round robin
+            if not gate.try_acquire(key):
+                await gate.wait(id, self._send, key)
             try:
                 frame, outcome = await services.executor.execute(self, id, function, args)
             finally:
-                gate.release()
+                gate.release(key)
             self._finish(id, frame)
         except QueueFull:
             outcome = Code.QUEUE_FULL

@@ -125,6 +125,7 @@ class Server:
                 settings.max_queue if function.max_queue is None else function.max_queue,
                 settings.queue_update_interval,
                 settings.queue_notice_delay,
+                settings.max_running_per_session,
             )
         return gate
 
