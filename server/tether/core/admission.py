@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-__all__ = ["AddressCounter", "FloodControl", "TokenBucket", "origin_allowed"]
+__all__ = ["AddressCounter", "FloodControl", "TokenBucket", "message_cost", "origin_allowed"]
 
 
 class TokenBucket:
@@ -76,6 +76,14 @@ class FloodControl(TokenBucket):
             return True
         self.flooded = True
         return False
+
+
+def message_cost(payload: str | bytes, unit: int) -> float:
+    """The tokens a message costs: one, and one more per ``unit`` bytes (UTF-8)."""
+    size = len(payload)
+    if isinstance(payload, str) and not payload.isascii():
+        size = len(payload.encode("utf-8", "surrogatepass"))
+    return 1.0 + size // unit
 
 
 def origin_allowed(origin: str, host: str, allowed: frozenset[str]) -> bool:

@@ -40,7 +40,7 @@ from ..protocol import (
     peek_id,
 )
 from ..settings import Settings
-from .admission import FloodControl
+from .admission import FloodControl, message_cost
 from .execution import Executor
 from .gates import Gate
 from .hub import Hub
@@ -113,6 +113,7 @@ class Session:
         "results",
         "resume_token",
         "state",
+        "state_bytes",
         "tasks",
         "topics",
     )
@@ -137,6 +138,8 @@ class Session:
         self.identity = identity
         self.deltas = DeltaEncoder() if deltas else None
         self.state: dict[State, Any] = {}
+        # Each slot's size as last measured, for the state budget (execution.py).
+        self.state_bytes: dict[State, int] = {}
         self.tasks: dict[SubmitId, asyncio.Task[None]] = {}
         # (Per-session memory: dicts as ordered sets, smaller than empty sets; the
         # slot order and the result log are made when first needed.)
@@ -199,7 +202,7 @@ class Session:
         settings = services.settings
         now = self.last_active = services.loop.time()
         unit = settings.message_cost_bytes
-        cost = _cost(payload, unit) if unit and len(payload) >= unit else 1.0
+        cost = message_cost(payload, unit) if unit and len(payload) >= unit else 1.0
         if not flood.take(now, cost):
             self._rate_limited(payload, now, cost)
             return
@@ -238,8 +241,7 @@ class Session:
         flood = self._flood
         if flood.flooded:
             return False
-        unit = self._services.settings.message_cost_bytes
-        cost = 1.0 + size // unit if unit else 1.0
+        cost = 1.0 + size // (self._services.settings.message_cost_bytes or size + 1)
         now = self._services.loop.time()
         if flood.take(now, cost):
             return True
@@ -485,14 +487,6 @@ def _queue_full(id: SubmitId, function: Function, gate: Gate) -> bytes:
         Code.QUEUE_FULL,
         f"{function.name} has {len(gate)} submits waiting (its limit); try again later",
     )
-
-
-def _cost(payload: str | bytes, unit: int) -> float:
-    """The tokens a message costs: one, and one more per ``unit`` bytes (UTF-8)."""
-    size = len(payload)
-    if type(payload) is str and not payload.isascii():
-        size = len(payload.encode("utf-8", "surrogatepass"))
-    return 1.0 + size // unit
 
 
 def _discard(frame: bytes) -> None:

@@ -103,7 +103,7 @@ class Server:
         self.services = Services(
             self.app,
             settings,
-            Executor(self.runner, settings.debug),
+            Executor(self.runner, settings.debug, settings.max_state_bytes),
             self.gate,
             self.hub,
             self.metrics,
