@@ -10,6 +10,7 @@ functions build the server's frames. protocol.md is the contract.
 from __future__ import annotations
 
 import re
+from itertools import chain, compress
 from typing import Any, Final
 
 import orjson
@@ -132,8 +133,9 @@ def _too_deep(payload: str | bytes, obj: dict[str, Any], max_depth: int) -> bool
     """Does ``obj`` (decoded from ``payload``) nest deeper than ``max_depth``?
 
     Nesting that deep takes more than ``max_depth`` brackets: counting them (at C
-    speed) clears almost every message without a walk; the walk of the rest visits
-    containers only and stops at the first one too deep.
+    speed) clears almost every message without a walk. The rest is walked one
+    level at a time, containers only, with C-level iteration, and at most
+    ``max_depth`` levels down.
     """
     if isinstance(payload, str):
         openers = payload.count("[") + payload.count("{")
@@ -141,18 +143,17 @@ def _too_deep(payload: str | bytes, obj: dict[str, Any], max_depth: int) -> bool
         openers = payload.count(b"[") + payload.count(b"{")
     if openers <= max_depth:
         return False
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    pop = stack.pop
-    push = stack.append
-    while stack:
-        node, depth = pop()
-        if depth > max_depth:
-            return True
-        for value in node.values() if type(node) is dict else node:
-            kind = type(value)
-            if kind is list or kind is dict:
-                push((value, depth + 1))
-    return False
+    level: list[Any] = [obj]
+    is_container = _CONTAINERS.__contains__
+    for _ in range(max_depth):  # level k + 1 holds the containers at depth k + 1
+        items = list(chain.from_iterable([n.values() if type(n) is dict else n for n in level]))
+        level = list(compress(items, map(is_container, map(type, items))))
+        if not level:
+            return False
+    return True
+
+
+_CONTAINERS: Final = frozenset({list, dict})
 
 
 # A submit's id where clients put it, right after its type (peek_id of a big frame).
