@@ -73,6 +73,8 @@ async def accepted_before_rate_limited(url: str, value: Any, count: int) -> int:
         for i in range(count):
             await ws.send(submit(i, value))
         replies = await answers(ws, count)
+        # Even a big rate-limited frame (not decoded) is answered with its id.
+        assert sorted(r["id"] for r in replies) == list(range(count))
         codes = [r.get("code", "ok") for r in sorted(replies, key=lambda r: r["id"])]
         assert set(codes) <= {"ok", "rate_limited"}
         return codes.index("rate_limited") if "rate_limited" in codes else count
