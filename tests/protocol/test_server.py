@@ -19,6 +19,7 @@ from tether.protocol import (
     encode_rejection,
     encode_result,
     encode_welcome,
+    peek_id,
 )
 
 
@@ -380,3 +381,12 @@ def test_protocol_md_documents_the_version_the_code_speaks() -> None:
 
 def test_encode_pong_is_a_pong_message() -> None:
     assert orjson.loads(encode_pong()) == {"type": "pong"}
+
+
+def test_peek_id_reads_a_big_frame_s_id_from_its_start_only() -> None:
+    pad = "x" * 100_000
+    assert peek_id(f'{{"type": "submit", "id": 12, "fn": "f", "data": ["{pad}"]}}') == 12
+    assert peek_id(f'{{"type":"submit","id":"a-b","fn":"f","data":["{pad}"]}}'.encode()) == "a-b"
+    assert peek_id(f'{{"fn": "f", "data": ["{pad}"], "id": 12, "type": "submit"}}') is None
+    assert peek_id(f'{{"type": "submit", "id": 1.5, "data": ["{pad}"]}}') is None
+    assert peek_id('{"fn": "f", "id": 12}') == 12  # small frames are decoded
