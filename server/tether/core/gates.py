@@ -187,6 +187,9 @@ class Gate:
             self._held[key] = held
         else:
             del self._held[key]
+        queue = self._queues.pop(key, None)
+        if queue is not None:
+            self._queues[key] = queue  # it just had a turn: to the back of the ring
         self._dispatch()
 
     def _dispatch(self) -> None:
