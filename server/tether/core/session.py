@@ -241,7 +241,8 @@ class Session:
         flood = self._flood
         if flood.flooded:
             return False
-        cost = 1.0 + size // (self._services.settings.message_cost_bytes or size + 1)
+        unit = self._services.settings.message_cost_bytes
+        cost = 1.0 + size // unit if unit else 1.0
         now = self._services.loop.time()
         if flood.take(now, cost):
             return True
