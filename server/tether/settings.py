@@ -111,6 +111,27 @@ class Settings:
         "before it is closed with 1008.",
         1000,
     )
+    message_cost_bytes: int = _doc(
+        "Bytes of a message, WebSocket ping or binary frame that cost one more token of "
+        "`submit_rate` (a frame costs 1 + size // this; 0: every frame costs one).",
+        1024,
+    )
+    max_message_depth: int = _doc(
+        "Deepest nesting of arrays and objects in a client message (the message object is "
+        "level 1); a deeper one gets `bad_message`.",
+        32,
+    )
+    max_state_bytes: int = _doc(
+        "Bytes of session state (all its slots, measured as JSON) one session may hold; a "
+        "submit that would grow it beyond gets `state_too_large`, its state unchanged "
+        "(0: no limit).",
+        4 << 20,
+    )
+    max_running_per_session: int = _doc(
+        "Submits of one session that may hold slots of one function's concurrency limit at "
+        "once; waiting sessions are served round robin (0: no per-session cap).",
+        4,
+    )
     handshake_timeout: float = _doc(
         "Seconds the authentication hook may take, and that an idle HTTP keep-alive "
         "connection stays open.",
@@ -234,6 +255,8 @@ class Settings:
             raise SettingsError("publish_backlog_bytes must be at least 1")
         if self.submit_rate <= 0 or self.submit_burst < 1:
             raise SettingsError("submit_rate must be positive and submit_burst at least 1")
+        if self.max_message_depth < 2:
+            raise SettingsError("max_message_depth must be at least 2")
         if self.ping_interval and self.pong_timeout <= 0:
             raise SettingsError("pong_timeout must be positive when pings are on")
 

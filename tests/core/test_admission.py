@@ -129,3 +129,21 @@ def test_the_address_counter_refuses_beyond_either_cap_and_frees_on_remove() -> 
     counter.remove("a")
     counter.remove("b")
     assert counter.total == 0 and counter.by_address == {}
+
+
+def test_a_costly_take_spends_its_cost_and_may_run_a_full_bucket_into_debt() -> None:
+    bucket = TokenBucket(rate=10, burst=20, now=0.0)
+    assert bucket.take(0.0, 8) and bucket.take(0.0, 8)  # 4 left
+    assert not bucket.take(0.0, 8)
+    assert bucket.take(0.0, 4) and not bucket.take(0.0)
+    assert bucket.take(2.0, 50)  # full again: a cost beyond the burst is allowed once...
+    assert not bucket.take(4.0)  # ...and paid for in full: -30 + 20 is still in debt
+    assert bucket.retry_after() == pytest.approx(1.1)
+    assert bucket.take(5.2)
+
+
+def test_flood_control_counts_costly_strikes() -> None:
+    flood = FloodControl(rate=1, burst=1, flood_limit=10, now=0.0)
+    assert flood.strike(0.0, 6)
+    assert not flood.strike(0.0, 6)
+    assert flood.flooded

@@ -12,13 +12,20 @@ __all__ = [
     "AddressCounter",
     "FloodControl",
     "TokenBucket",
+    "message_cost",
     "normalize_origin",
     "origin_allowed",
 ]
 
 
 class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up. ``take(now)`` spends one."""
+    """``rate`` tokens per second, at most ``burst`` saved up. ``take(now, cost)`` spends
+    ``cost`` (default one).
+
+    A costly take is allowed once ``min(cost, burst)`` tokens are saved up and may run
+    the bucket into debt, so that a cost above the burst is still possible, and paid for
+    in full before the next take.
+    """
 
     __slots__ = ("burst", "last", "rate", "tokens")
 
@@ -28,13 +35,14 @@ class TokenBucket:
         self.tokens = float(burst)
         self.last = now
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, cost: float = 1.0) -> bool:
         tokens = self.tokens + (now - self.last) * self.rate
         self.last = now
-        if tokens > self.burst:
-            tokens = self.burst
-        if tokens >= 1.0:
-            self.tokens = tokens - 1.0
+        burst = self.burst
+        if tokens > burst:
+            tokens = burst
+        if tokens >= (cost if cost < burst else burst):
+            self.tokens = tokens - cost
             return True
         self.tokens = tokens
         return False
@@ -66,14 +74,23 @@ class FloodControl(TokenBucket):
         self.strikes: TokenBucket | None = None
         self.flooded = False
 
-    def strike(self, now: float) -> bool:
-        """Count a rate-limited message; False (and ``flooded``) when it is one too many."""
+    def strike(self, now: float, cost: float = 1.0) -> bool:
+        """Count a rate-limited message (``cost`` strikes for a costly one); False (and
+        ``flooded``) when it is one too many."""
         if self.strikes is None:
             self.strikes = TokenBucket(self.rate, self.flood_limit, now)
-        if self.strikes.take(now):
+        if self.strikes.take(now, cost):
             return True
         self.flooded = True
         return False
+
+
+def message_cost(payload: str | bytes, unit: int) -> float:
+    """The tokens a message costs: one, and one more per ``unit`` bytes (UTF-8)."""
+    size = len(payload)
+    if isinstance(payload, str) and not payload.isascii():
+        size = len(payload.encode("utf-8", "surrogatepass"))
+    return 1.0 + size // unit
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -36,6 +36,7 @@ class Code(StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     RATE_LIMITED = "rate_limited"
     STORE_UNAVAILABLE = "store_unavailable"
+    STATE_TOO_LARGE = "state_too_large"
     # Never on the wire: what the Python client raises when the connection is gone,
     # or when it came back as a new session (the old one expired meanwhile).
     CONNECTION_CLOSED = "connection_closed"

@@ -109,7 +109,7 @@ class Server:
         self.services = Services(
             self.app,
             settings,
-            Executor(self.runner, settings.debug),
+            Executor(self.runner, settings.debug, settings.max_state_bytes),
             self.gate,
             self.hub,
             self.metrics,
@@ -131,6 +131,7 @@ class Server:
                 settings.max_queue if function.max_queue is None else function.max_queue,
                 settings.queue_update_interval,
                 settings.queue_notice_delay,
+                settings.max_running_per_session,
             )
         return gate
 

@@ -115,10 +115,13 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
                 session.receive(msg.data)
             elif kind is WSMsgType.PONG:
                 conn.heard_at = loop.time()
+                session.admit_frame(len(msg.data))  # control frames count as messages
             elif kind is WSMsgType.PING:
-                await ws.pong(msg.data)
+                if session.admit_frame(len(msg.data)):
+                    await ws.pong(msg.data)
             elif kind is WSMsgType.BINARY:
-                conn.send(_BINARY_REFUSED)
+                if session.admit_frame(len(msg.data)):
+                    conn.send(_BINARY_REFUSED)
             else:  # CLOSE, CLOSING, CLOSED, ERROR
                 break
             del msg
