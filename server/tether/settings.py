@@ -157,6 +157,16 @@ class Settings:
         "Bytes of recent results a session keeps for resumes (oldest dropped first).",
         1 << 20,
     )
+    max_parked_sessions: int = _doc(
+        "Dropped sessions kept for a resume in all; parking one more ends the oldest "
+        "parked session (its end hooks run).",
+        5000,
+    )
+    max_parked_per_address: int = _doc(
+        "Dropped sessions kept for a resume per client address; parking one more ends "
+        "that address's oldest parked session.",
+        32,
+    )
     close_timeout: float = _doc(
         "How long the server waits for a client to answer its close frame before it drops "
         "the TCP connection.",

@@ -24,6 +24,7 @@ from ..app import App
 from ..protocol import SubmitId
 
 if TYPE_CHECKING:
+    from ..settings import Settings
     from ..store.sessions import SessionRecords
     from .session import Session
 
@@ -116,16 +117,26 @@ def load_record(session: Session, app: App, record: dict[str, Any]) -> None:
 class ParkedSessions:
     """Sessions awaiting a resume, by resume token; each ends after ``grace`` seconds.
 
+    Bounded: at most ``max_parked_sessions`` in all and ``max_parked_per_address``
+    per client address; parking one more ends the oldest (of the address, or of
+    all) with its end hooks, so dropped connections never fill the server's
+    session limit against live newcomers.
+
     ``records`` is the shared store's session records (None: one node only,
     nothing is saved). Saves and deletes run in the background; ``close``
     waits (bounded) for them.
     """
 
-    def __init__(self, grace: float, records: SessionRecords | None) -> None:
-        self.grace = grace
+    def __init__(self, settings: Settings, records: SessionRecords | None) -> None:
+        self.grace = settings.resume_grace
+        self.max_total = settings.max_parked_sessions
+        self.max_per_address = settings.max_parked_per_address
         self.records = records
+        # Oldest first (dicts keep insertion order), in all and per address.
         self._parked: dict[str, tuple[Session, asyncio.TimerHandle]] = {}
+        self._by_address: dict[str, dict[str, None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._parked)
@@ -139,16 +150,50 @@ class ParkedSessions:
 
     def park(self, session: Session) -> None:
         session.detach()
-        timer = asyncio.get_running_loop().call_later(
-            self.grace, self._expire, session.resume_token
-        )
-        self._parked[session.resume_token] = (session, timer)
+        address = session.client or ""
+        mine = self._by_address.get(address)
+        while mine and len(mine) >= self.max_per_address:
+            self.evict(next(iter(mine)))
+        while self._parked and len(self._parked) >= self.max_total:
+            self.evict(next(iter(self._parked)))
+        if self.max_total <= 0 or self.max_per_address <= 0:
+            self._spawn(self._end(session))
+            return
+        token = session.resume_token
+        timer = asyncio.get_running_loop().call_later(self.grace, self._expire, token)
+        self._parked[token] = (session, timer)
+        self._by_address.setdefault(address, {})[token] = None
         if self.records is not None:
             self.save_soon(session)
 
+    def evict(self, token: str | None = None) -> bool:
+        """End a parked session now (the oldest when ``token`` is None), hooks run."""
+        if token is None:
+            if not self._parked:
+                return False
+            token = next(iter(self._parked))
+        entry = self._pop(token)
+        if entry is None:
+            return False
+        entry[1].cancel()
+        self.evicted += 1
+        self._spawn(self._end(entry[0]))
+        return True
+
+    def _pop(self, token: str) -> tuple[Session, asyncio.TimerHandle] | None:
+        entry = self._parked.pop(token, None)
+        if entry is not None:
+            address = entry[0].client or ""
+            mine = self._by_address.get(address)
+            if mine is not None:
+                mine.pop(token, None)
+                if not mine:
+                    del self._by_address[address]
+        return entry
+
     def take(self, token: str) -> Session | None:
         """The session parked here under ``token``, now no longer parked (or None)."""
-        entry = self._parked.pop(token, None)
+        entry = self._pop(token)
         if entry is None:
             return None
         session, timer = entry
@@ -175,7 +220,7 @@ class ParkedSessions:
         self._spawn(self._delete(token))
 
     def _expire(self, token: str) -> None:
-        entry = self._parked.pop(token, None)
+        entry = self._pop(token)
         if entry is not None:
             self._spawn(self._end(entry[0]))
 
@@ -207,8 +252,9 @@ class ParkedSessions:
         """End every parked session now (the server stops), then wait up to ``wait``
         seconds for background saves and deletes."""
         for token in list(self._parked):
-            session, timer = self._parked.pop(token)
-            timer.cancel()
-            await session.close()
+            entry = self._pop(token)
+            if entry is not None:
+                entry[1].cancel()
+                await entry[0].close()
         if self._background:
             await asyncio.wait(list(self._background), timeout=wait)
