@@ -167,6 +167,16 @@ class Settings:
         "that address's oldest parked session.",
         32,
     )
+    resume_node_lease: float = _doc(
+        "Seconds a node's hold on its connected sessions outlives the node (Redis store): "
+        "a resume of a session held by a node that died waits this long.",
+        5.0,
+    )
+    resume_save_after_result: bool = _doc(
+        "Send a result before its session's record is saved (Redis store): faster, but a "
+        "result sent just before its node dies can be lost to a resume elsewhere.",
+        False,
+    )
     close_timeout: float = _doc(
         "How long the server waits for a client to answer its close frame before it drops "
         "the TCP connection.",
@@ -225,6 +235,8 @@ class Settings:
             raise SettingsError("submit_rate must be positive and submit_burst at least 1")
         if self.ping_interval and self.pong_timeout <= 0:
             raise SettingsError("pong_timeout must be positive when pings are on")
+        if self.resume_node_lease <= 0:
+            raise SettingsError("resume_node_lease must be positive")
 
     @property
     def allowed_origins(self) -> frozenset[str]:

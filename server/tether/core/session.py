@@ -144,8 +144,9 @@ class Session:
         self.topics: dict[str, None] = {}
         self._order: SlotOrder | None = None
         self.results: ResultLog | None = None
-        # Called after every finished submit (a shared store saves the session then).
-        self.on_commit: Callable[[Session], None] | None = None
+        # Called with every finished submit's final frame instead of sending it (a
+        # shared store saves the session, then sends the frame).
+        self.on_commit: Callable[[Session, bytes], None] | None = None
         self.attached = True
         self.closed = False
         self._ended = False
@@ -395,15 +396,21 @@ class Session:
 
     def _finish(self, id: SubmitId, frame: bytes) -> None:
         """Send a submit's final frame, and keep it for a resume (bounded)."""
-        self._send(frame)
         results = self.results
         if results is None:
             if self._services.settings.resume_grace <= 0:
+                self._send(frame)
                 return
             results = self.result_log()
         results.record(id, frame)
-        if self.on_commit is not None:
-            self.on_commit(self)
+        if self.on_commit is None:
+            self._send(frame)
+        else:
+            self.on_commit(self, frame)
+
+    def deliver(self, frame: bytes) -> None:
+        """Send ``frame`` to the connection attached now (if any)."""
+        self._send(frame)
 
     # -- connection changes ------------------------------------------------------
 
@@ -413,7 +420,8 @@ class Session:
         self._send = _discard
 
     def attach(self, send: Send, *, deltas: bool, close: Callable[[int, str], None]) -> None:
-        """A resumed connection takes over this session."""
+        """A resumed connection takes over this session (under a new resume token)."""
+        self.resume_token = secrets.token_urlsafe(16)
         self._send = send
         self._close_connection = close
         self.deltas = DeltaEncoder() if deltas else None  # the client starts over too
