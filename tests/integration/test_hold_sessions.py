@@ -104,7 +104,8 @@ async def test_the_token_rotates_on_every_resume_and_a_spent_one_resumes_nothing
     await chat(owner, 1, "one")
     for node in (a, b, b, a):  # same node and across nodes
         owner.transport.abort()
-        owner, hello = await resume_when_free(node.ws_url + "?resuming=1", resume_message(tokens[-1]))
+        url = node.ws_url + "?resuming=1"
+        owner, hello = await resume_when_free(url, resume_message(tokens[-1]))
         assert hello["resumed"] is True and hello["session"] == welcome["session"]
         assert hello["resume"] not in tokens
         tokens.append(hello["resume"])
