@@ -1,4 +1,4 @@
-// tether.js: the browser client of a tether server (protocol 1 to 6).
+// tether.js: the browser client of a tether server (protocol 1 to 7).
 //
 //   import { connect } from "/static/tether.js";
 //   const client = connect();                 // ws(s)://<this host>/ws?deltas=1
