@@ -153,3 +153,19 @@ async def test_every_acknowledged_turn_survives_kill_9_of_its_node(cluster):
         assert hello["resumed"] is True, hello
         assert await chat(resumed, 3, "after") == [*turns, "after"]
         await resumed.close()
+
+
+async def test_a_refused_resume_finds_a_dead_holder_in_pong_timeout_not_ping_interval(serve_app):
+    # The client's old connection is dead but the server has not noticed (no pings for a
+    # minute): the refused resume makes the server ping it, and the retry resumes.
+    srv = serve_app(create_app(), ping_interval=60, pong_timeout=0.5)
+    owner = await websockets.connect(srv.ws_url)
+    welcome = orjson.loads(await owner.recv())
+    await chat(owner, 1, "one")
+    owner.transport.pause_reading()  # reads (and answers) nothing from now on
+    url = srv.ws_url + "?resuming=1"
+    again, hello = await resume_when_free(url, resume_message(welcome["resume"]), tries=50)
+    assert hello["resumed"] is True and hello["session"] == welcome["session"]
+    assert await chat(again, 2, "two") == ["one", "two"]
+    await again.close()
+    owner.transport.abort()

@@ -175,6 +175,10 @@ class ParkedSessions:
                 self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
             session.on_commit = self.commit if self.durable else self._commit_after
 
+    def holder(self, token: str) -> Session | None:
+        """The session connected here under ``token``, if any."""
+        return self._live.get(token)
+
     def release(self, session: Session) -> None:
         self._live.pop(session.resume_token, None)
 

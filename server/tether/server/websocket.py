@@ -80,6 +80,11 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
         session, record = await parked.find(token)
     except SessionHeld:
         # One connection holds a session: a resume while it is connected is refused.
+        # Held here? Ping its connection now: a dead one is found in pong_timeout.
+        holder = parked.holder(token)
+        held_by = server.connections.get(holder.id) if holder is not None else None
+        if held_by is not None and not held_by.ping_at:
+            held_by.ping(asyncio.get_running_loop().time())
         conn.send(_HELD)
         await conn.flush_and_close(Close.TRY_AGAIN_LATER, "session held", settings.close_timeout)
         server.counter.remove(address)
