@@ -169,3 +169,42 @@ async def test_a_refused_resume_finds_a_dead_holder_in_pong_timeout_not_ping_int
     assert await chat(again, 2, "two") == ["one", "two"]
     await again.close()
     owner.transport.abort()
+
+
+async def test_the_python_client_resumes_without_the_token_in_its_request_line(serve_app):
+    import tether
+
+    srv = serve_app(create_app())
+    lines: list[bytes] = []
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        first = await reader.readline()
+        lines.append(first)
+        up_writer.write(first)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    proxy = await asyncio.start_server(relay, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    try:
+        async with tether.connect(f"ws://127.0.0.1:{port}/ws") as c:
+            token = c.resume_token
+            assert token
+            await c.submit("chat", "one")
+            c.ws.transport.abort()
+            assert [m for m, _ in await c.submit("chat", "two")] == ["one", "two"]
+            assert c.resumes == 1 and c.resume_token != token
+    finally:
+        proxy.close()
+    assert len(lines) == 2 and b"resuming=1" in lines[1]
+    assert all(token.encode() not in line and b"resume=" not in line for line in lines)
