@@ -15,6 +15,7 @@ import orjson
 import pytest
 import websockets
 
+import tether
 from tests.conftest import RunningServer
 from tests.integration.test_cluster import Node, cluster, resume_when_free
 from tether.demo import create_app
@@ -172,8 +173,6 @@ async def test_a_refused_resume_finds_a_dead_holder_in_pong_timeout_not_ping_int
 
 
 async def test_the_python_client_resumes_without_the_token_in_its_request_line(serve_app):
-    import tether
-
     srv = serve_app(create_app())
     lines: list[bytes] = []
 
