@@ -1,7 +1,9 @@
 """One WebSocket connection, from the upgrade to the end: admission, the session
-(new, resumed from this node, or claimed from another), the welcome, the read
-loop, and what happens to the session when the connection ends (parked for a
-resume after a drop, else closed).
+(new, resumed from this node, or claimed from another; a resume's token comes in
+the first message, and a resume of a session another connection holds is
+refused with ``session_held``), the welcome, the read loop, and what happens to
+the session when the connection ends (parked for a resume after a drop, else
+closed).
 """
 
 from __future__ import annotations
