@@ -26,6 +26,8 @@ import time
 import orjson
 import websockets
 
+from tether.protocol import encode_submit
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -50,8 +52,7 @@ async def session_loop(url: str, stop: float, counts: list[int]) -> None:
             for turn in range(20):
                 if time.monotonic() >= stop:
                     return
-                frame = {"type": "submit", "id": turn, "fn": "chat", "data": [f"hello {turn}"]}
-                await ws.send(orjson.dumps(frame).decode())
+                await ws.send(encode_submit(turn, "chat", [f"hello {turn}"]).decode())
                 while orjson.loads(await ws.recv()).get("id") != turn:
                     pass
                 counts[0] += 1
