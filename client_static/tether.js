@@ -409,9 +409,12 @@ export class TetherClient {
     this.nextRetryAt = null;
     let ws;
     let url = this.url;
-    if (this._resuming && this.resumeToken) {
+    // Resuming (protocol 7+): the token goes in the first message, not in the URL,
+    // so that no proxy's access log holds it.
+    const token = this._resuming && this.resumeToken ? this.resumeToken : null;
+    if (token) {
       const target = new URL(url);
-      target.searchParams.set("resume", this.resumeToken);
+      target.searchParams.set("resuming", "1");
       url = target.href;
     }
     try {
@@ -421,6 +424,7 @@ export class TetherClient {
       return;
     }
     this._ws = ws;
+    if (token) ws.onopen = () => ws.send(JSON.stringify({ type: "resume", token }));
     ws.onmessage = (event) => this._receive(ws, event.data);
     ws.onclose = (event) => {
       if (this._ws === ws) this._dropped({ code: event.code, reason: event.reason });

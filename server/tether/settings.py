@@ -178,6 +178,26 @@ class Settings:
         "Bytes of recent results a session keeps for resumes (oldest dropped first).",
         1 << 20,
     )
+    max_parked_sessions: int = _doc(
+        "Dropped sessions kept for a resume in all; parking one more ends the oldest "
+        "parked session (its end hooks run).",
+        5000,
+    )
+    max_parked_per_address: int = _doc(
+        "Dropped sessions kept for a resume per client address; parking one more ends "
+        "that address's oldest parked session.",
+        32,
+    )
+    resume_node_lease: float = _doc(
+        "Seconds a node's hold on its connected sessions outlives the node (Redis store): "
+        "a resume of a session held by a node that died waits this long.",
+        5.0,
+    )
+    resume_save_after_result: bool = _doc(
+        "Send a result before its session's record is saved (Redis store): faster, but a "
+        "result sent just before its node dies can be lost to a resume elsewhere.",
+        False,
+    )
     close_timeout: float = _doc(
         "How long the server waits for a client to answer its close frame before it drops "
         "the TCP connection.",
@@ -259,6 +279,8 @@ class Settings:
             raise SettingsError("max_message_depth must be at least 2")
         if self.ping_interval and self.pong_timeout <= 0:
             raise SettingsError("pong_timeout must be positive when pings are on")
+        if self.resume_node_lease <= 0:
+            raise SettingsError("resume_node_lease must be positive")
 
     @property
     def allowed_origins(self) -> frozenset[str]:

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 
 from ..errors import QueueFull
-from ..protocol import SubmitId, encode_queued, encode_started
+from ..protocol import Code, SubmitId, encode_error, encode_queued, encode_started
 
 __all__ = ["Gate", "QueueFull"]
 
@@ -75,6 +75,14 @@ class Gate:
 
     def __len__(self) -> int:
         return self._waiting
+
+    def refusal(self, id: SubmitId, name: str) -> bytes:
+        """The ``queue_full`` answer to a submit of function ``name`` that found it full."""
+        return encode_error(
+            id,
+            Code.QUEUE_FULL,
+            f"{name} has {len(self)} submits waiting (its limit); try again later",
+        )
 
     def try_acquire(self, key: Hashable = None) -> bool:
         """Take a slot at once if this session may (the fast path).

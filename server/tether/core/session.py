@@ -147,8 +147,9 @@ class Session:
         self.topics: dict[str, None] = {}
         self._order: SlotOrder | None = None
         self.results: ResultLog | None = None
-        # Called after every finished submit (a shared store saves the session then).
-        self.on_commit: Callable[[Session], None] | None = None
+        # Called with every finished submit's final frame instead of sending it (a
+        # shared store saves the session, then sends the frame).
+        self.on_commit: Callable[[Session, bytes], None] | None = None
         self.attached = True
         self.closed = False
         self._ended = False
@@ -313,7 +314,7 @@ class Session:
         gate = services.gate(function)
         if gate.full():
             services.refused(Code.QUEUE_FULL)
-            self._send(_queue_full(msg.id, function, gate))
+            self._send(gate.refusal(msg.id, function.name))
             return
         turn = None
         if function.slots:
@@ -402,7 +403,7 @@ class Session:
             self._finish(id, frame)
         except QueueFull:
             outcome = Code.QUEUE_FULL
-            self._finish(id, _queue_full(id, function, gate))
+            self._finish(id, gate.refusal(id, function.name))
         except asyncio.CancelledError:
             if id in self._cancelling and not self._ended:
                 outcome = Code.CANCELLED
@@ -424,15 +425,21 @@ class Session:
 
     def _finish(self, id: SubmitId, frame: bytes) -> None:
         """Send a submit's final frame, and keep it for a resume (bounded)."""
-        self._send(frame)
         results = self.results
         if results is None:
             if self._services.settings.resume_grace <= 0:
+                self._send(frame)
                 return
             results = self.result_log()
         results.record(id, frame)
-        if self.on_commit is not None:
-            self.on_commit(self)
+        if self.on_commit is None:
+            self._send(frame)
+        else:
+            self.on_commit(self, frame)
+
+    def deliver(self, frame: bytes) -> None:
+        """Send ``frame`` to the connection attached now (if any)."""
+        self._send(frame)
 
     # -- connection changes ------------------------------------------------------
 
@@ -442,7 +449,8 @@ class Session:
         self._send = _discard
 
     def attach(self, send: Send, *, deltas: bool, close: Callable[[int, str], None]) -> None:
-        """A resumed connection takes over this session."""
+        """A resumed connection takes over this session (under a new resume token)."""
+        self.resume_token = secrets.token_urlsafe(16)
         self._send = send
         self._close_connection = close
         self.deltas = DeltaEncoder() if deltas else None  # the client starts over too
@@ -480,14 +488,6 @@ class Session:
         tasks = list(self.tasks.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
-
-
-def _queue_full(id: SubmitId, function: Function, gate: Gate) -> bytes:
-    return encode_error(
-        id,
-        Code.QUEUE_FULL,
-        f"{function.name} has {len(gate)} submits waiting (its limit); try again later",
-    )
 
 
 def _discard(frame: bytes) -> None:

@@ -37,6 +37,7 @@ class Code(StrEnum):
     RATE_LIMITED = "rate_limited"
     STORE_UNAVAILABLE = "store_unavailable"
     STATE_TOO_LARGE = "state_too_large"
+    SESSION_HELD = "session_held"
     # Never on the wire: what the Python client raises when the connection is gone,
     # or when it came back as a new session (the old one expired meanwhile).
     CONNECTION_CLOSED = "connection_closed"
@@ -53,5 +54,6 @@ class Close(IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
     IDLE = 4001
     SLOW_CONSUMER = 4008

@@ -29,6 +29,7 @@ from .messages import (
 
 __all__ = [
     "decode_client",
+    "decode_resume",
     "encode_error",
     "encode_event",
     "encode_partial",
@@ -111,6 +112,21 @@ def decode_client(
     if type(kind) is not str:
         raise RemoteProtocolError(Code.BAD_MESSAGE, 'field "type" must be a string')
     raise RemoteProtocolError(Code.BAD_MESSAGE, f"unknown message type {kind[:64]!r}")
+
+
+def decode_resume(payload: str | bytes, max_length: int = 128) -> str | None:
+    """The token of a ``{"type": "resume", "token": ...}`` frame (a resuming
+    connection's first message), or None when the frame is not one."""
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if type(obj) is not dict or obj.get("type") != "resume":
+        return None
+    token = obj.get("token")
+    if type(token) is not str or not 0 < len(token) <= max_length:
+        return None
+    return token
 
 
 def _decode_submit(obj: dict[str, Any], max_id_length: int) -> Submit:

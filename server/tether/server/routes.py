@@ -104,7 +104,12 @@ async def admit(server: Server, request: web.Request) -> Any:
             log.info("refused a handshake from origin %r", ", ".join(origins)[:200])
             raise web.HTTPForbidden(text="cross-origin WebSocket refused (see allow_origin)")
     refusal = server.counter.refusal(request.remote or "")
-    if refusal is None and len(server.sessions) + len(server.parked) >= settings.max_sessions:
+    # Parked sessions make room for a live newcomer (the oldest ends).
+    if (
+        refusal is None
+        and len(server.sessions) + len(server.parked) >= settings.max_sessions
+        and not server.parked.evict()
+    ):
         refusal = f"the server is at its session limit ({settings.max_sessions})"
     if refusal is not None:
         raise web.HTTPServiceUnavailable(text=refusal, headers={"Retry-After": "5"})

@@ -69,7 +69,7 @@ class Server:
         self.sessions: dict[str, Session] = {}
         # Open connections by session id (the keepalive sweep walks them).
         self.connections: dict[str, Connection] = {}
-        self.parked = ParkedSessions(settings.resume_grace, None)
+        self.parked = ParkedSessions(settings, None)
         # Handler tasks still running (shutdown waits for them).
         self.handlers: set[asyncio.Task[Any]] = set()
         self.bridge: RedisBridge | None = None
@@ -105,7 +105,7 @@ class Server:
             await self.bridge.start()
         self.runtime = Runtime(loop, backend, self.hub.publish)
         self.app.attach(self.runtime)
-        self.parked = ParkedSessions(settings.resume_grace, backend.sessions)
+        self.parked = ParkedSessions(settings, backend.sessions)
         self.services = Services(
             self.app,
             settings,

@@ -1,7 +1,9 @@
 """One WebSocket connection, from the upgrade to the end: admission, the session
-(new, resumed from this node, or claimed from another), the welcome, the read
-loop, and what happens to the session when the connection ends (parked for a
-resume after a drop, else closed).
+(new, resumed from this node, or claimed from another; a resume's token comes in
+the first message, and a resume of a session another connection holds is
+refused with ``session_held``), the welcome, the read loop, and what happens to
+the session when the connection ends (parked for a resume after a drop, else
+closed).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from aiohttp import WSMsgType, web
 
 from ..core.resume import load_record
 from ..core.session import Session
-from ..protocol import Code, encode_error, encode_welcome
+from ..protocol import Close, Code, decode_resume, encode_error, encode_welcome
+from ..store.sessions import SessionHeld
 from .frames import GuardedResponse
 from .outbox import Connection
 from .routes import admit
@@ -29,6 +32,10 @@ log = logging.getLogger("tether.transport")
 _NO_QUERY: dict[str, str] = {}
 _BINARY_REFUSED = encode_error(
     None, Code.BAD_MESSAGE, "binary frames are not part of the protocol; send JSON text frames"
+)
+
+_HELD = encode_error(
+    None, Code.SESSION_HELD, "the session is held by another connection; try again later"
 )
 
 
@@ -68,17 +75,35 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     # (request.query is a parsed copy kept as long as the request: only if needed.)
     query = request.query if "?" in request.raw_path else _NO_QUERY
     deltas = query.get("deltas", "") in ("1", "true")
+    # The token comes in the first message (?resuming=1), out of access logs;
+    # ?resume=<token> is protocol 6's way, still accepted for one version.
     token = query.get("resume", "")
+    resuming = query.get("resuming", "") == "1" and settings.resume_grace > 0
     del query
     parked = server.parked
-    session = parked.take(token) if token else None
-    record = None
+    try:
+        if resuming:
+            token = await _resume_message(ws, settings.handshake_timeout)
+        session, record = await parked.find(token)
+    except SessionHeld:
+        # One connection holds a session: a resume while it is connected is refused.
+        # Held here? Ping its connection now: a dead one is found in pong_timeout.
+        holder = parked.holder(token)
+        held_by = server.connections.get(holder.id) if holder is not None else None
+        if held_by is not None and not held_by.ping_at:
+            held_by.ping(asyncio.get_running_loop().time())
+        conn.send(_HELD)
+        await conn.flush_and_close(Close.TRY_AGAIN_LATER, "session held", settings.close_timeout)
+        server.counter.remove(address)
+        conn.closed = True
+        conn.stop_writer()
+        await conn.wait_closed(settings.close_timeout + 2)
+        server.handlers.discard(task)
+        return ws
     resumed = session is not None
     if session is not None:
         session.attach(conn.send, deltas=deltas, close=conn.request_close)
     else:
-        if token and parked.shared:
-            record = await parked.claim(token)
         session = Session(
             server.services,
             conn.send,
@@ -89,8 +114,8 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
             id=record.get("id") if record else None,
         )
         resumed = record is not None
-    if settings.resume_grace > 0 and parked.shared:
-        session.on_commit = parked.save_soon
+    if settings.resume_grace > 0:
+        parked.hold(session)
     server.sessions[session.id] = session
     server.connections[session.id] = conn
     try:
@@ -98,12 +123,14 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
         if settings.resume_grace > 0:
             extra["resume"] = session.resume_token
             extra["resumed"] = resumed
+        if resumed and parked.shared:
+            # Held under its new token before the client learns that token.
+            await parked.saved(session, record)
         conn.send(encode_welcome(session.id, server.manifest, **extra))
         # What lives in this frame lives as long as the connection.
         del extra, token
         if record is not None:
             load_record(session, server.app, record)
-            parked.save_soon(session)
             record = None
         loop = asyncio.get_running_loop()
         # The read loop, inline: a helper coroutine would be one more frame per
@@ -147,6 +174,7 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
         if _should_park(server, ws, conn):
             parked.park(session)
         else:
+            parked.release(session)
             await session.close()
             if session.on_commit is not None:
                 parked.forget(session.resume_token)
@@ -165,3 +193,16 @@ def _should_park(server: Server, ws: web.WebSocketResponse, conn: Connection) ->
     if conn.requested_close is not None or conn.closed_by_server:
         return False
     return conn.dead or ws.close_code not in (1000, 1001)
+
+
+async def _resume_message(ws: web.WebSocketResponse, limit: float) -> str:
+    """A resuming connection's first message: its token ("" when it sent none in time:
+    a fresh session)."""
+    try:
+        async with asyncio.timeout(limit):
+            msg = await ws.receive()
+    except TimeoutError:
+        return ""
+    if msg.type is not WSMsgType.TEXT:
+        return ""
+    return decode_resume(msg.data) or ""
