@@ -97,7 +97,7 @@ MAX_ROOMS = 4
 def _data_keys(
     running: RunningServer, app: tether.App, namespace: str, redis_server: RedisServer | None
 ) -> int:
-    """How many keys and lists the demo's data holds (session records aside)."""
+    """How many keys and lists the demo's data holds (session records and node leases aside)."""
     if redis_server is None:
         backend = app.store.backend
         assert isinstance(backend, MemoryBackend)
@@ -109,7 +109,7 @@ def _data_keys(
         return sum(
             1
             for key in raw.scan_iter(match=f"{namespace}:*", count=1000)
-            if b":session:" not in key
+            if b":session:" not in key and b":node:" not in key  # records and node leases
         )
 
 
