@@ -74,6 +74,10 @@ def state_size(value: Any) -> int | None:
         return len(value)
     if kind in _IMMUTABLE:
         return 8
+    try:  # plain JSON, the common case: no hook needed
+        return len(orjson.dumps(value, option=_SIZE_OPTIONS))
+    except (orjson.JSONEncodeError, TypeError):
+        pass
     extra = 0
 
     def measure(obj: Any) -> Any:
