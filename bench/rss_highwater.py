@@ -12,7 +12,8 @@ allocation sites that are still alive after the load and after idle, so the
 Python-level holders (queues, results kept for resume, frames) show up next to
 what the allocator merely keeps. ``--malloc`` runs the server with
 ``PYTHONMALLOC=malloc`` (glibc for every object, no pymalloc arenas) and
-``--arena-max N`` sets ``MALLOC_ARENA_MAX``; extra ``--server-arg``s go to
+``--arena-max N`` sets ``MALLOC_ARENA_MAX``; ``--env NAME=VALUE`` sets any other
+variable of the server (``MALLOC_MMAP_THRESHOLD_=65536``); extra ``--server-arg``s go to
 ``tether demo``.
 
 The serve mode hooks: SIGUSR1 writes a tracemalloc summary to the file named by
@@ -50,6 +51,7 @@ def serve(argv: list[str]) -> None:
     """Run ``tether demo`` in this process, with the tracing and trimming hooks."""
     out = os.environ.get("TETHER_RSS_TRACE_OUT", "")
     libc = ctypes.CDLL("libc.so.6")
+    first: list[tracemalloc.Snapshot] = []
 
     def dump(_sig: int, _frame: Any) -> None:
         if not tracemalloc.is_tracing():
@@ -57,12 +59,17 @@ def serve(argv: list[str]) -> None:
         snap = tracemalloc.take_snapshot().filter_traces(
             [tracemalloc.Filter(False, tracemalloc.__file__)]
         )
-        stats = snap.statistics("traceback")
-        total = sum(s.size for s in stats)
-        lines = [f"traced {total / 2**20:.1f} MiB in {len(stats)} sites"]
-        for s in stats[:12]:
-            lines.append(f"{s.size / 2**20:8.2f} MiB {s.count:8d} blocks")
-            lines.extend(f"      {line}" for line in s.traceback.format()[-6:])
+        current, peak = tracemalloc.get_traced_memory()
+        lines = [f"Python heap now {current / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB"]
+        if not first:
+            first.append(snap)  # the reference: what later snapshots are compared with
+        else:
+            diffs = snap.compare_to(first[0], "traceback")
+            grown = sum(d.size_diff for d in diffs)
+            lines.append(f"grown since the first snapshot: {grown / 2**20:+.2f} MiB; largest:")
+            for d in diffs[:8]:
+                lines.append(f"{d.size_diff / 2**20:+8.2f} MiB {d.count_diff:+8d} blocks")
+                lines.extend(f"      {line}" for line in d.traceback.format()[-6:])
         Path(out + ".tmp").write_text("\n".join(lines) + "\n")
         os.replace(out + ".tmp", out)
 
@@ -76,9 +83,12 @@ def serve(argv: list[str]) -> None:
     sys.exit(main(["demo", *argv]))
 
 
-async def flood(url: str, submits: int, sessions: int, window: int) -> dict[str, int]:
+async def flood(url: str, submits: int, sessions: int, window: int, loaded: Any) -> dict[str, int]:
+    """The load; ``loaded()`` runs once every submit is answered, sessions still open."""
     codes: dict[str, int] = {}
     left = [submits]
+    finished = [0]
+    close = asyncio.Event()
 
     async def one(http: aiohttp.ClientSession, n: int) -> None:
         conn = await LeanConnection.open(http, url, lambda _m: None, print, first_id=n << 32)
@@ -103,6 +113,11 @@ async def flood(url: str, submits: int, sessions: int, window: int) -> dict[str,
             t.add_done_callback(tasks.discard)
             i += 1
         await asyncio.gather(*tasks)
+        finished[0] += 1
+        if finished[0] == sessions:
+            await asyncio.to_thread(loaded)
+            close.set()
+        await close.wait()
         await conn.close()
 
     async with aiohttp.ClientSession() as http:
@@ -123,6 +138,7 @@ def main() -> None:
     p.add_argument("--malloc", action="store_true")
     p.add_argument("--arena-max", type=int, default=0)
     p.add_argument("--server-arg", action="append", default=[])
+    p.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     a = p.parse_args()
 
     env = dict(os.environ)
@@ -134,6 +150,7 @@ def main() -> None:
         env["PYTHONMALLOC"] = "malloc"
     if a.arena_max:
         env["MALLOC_ARENA_MAX"] = str(a.arena_max)
+    env.update(item.split("=", 1) for item in a.env)  # type: ignore[misc]
     port = free_port()
     cmd = [sys.executable, __file__, "serve", "--port", str(port), "--log-level", "error"]
     proc = subprocess.Popen([*cmd, *CAPS, *a.server_arg], env=env, stdin=subprocess.DEVNULL)
@@ -154,12 +171,20 @@ def main() -> None:
                 print(f"--- tracemalloc, {label}:\n{trace_out.read_text()}", flush=True)
 
         rss("started")
+        trace("started")
         t0 = time.monotonic()
-        codes = asyncio.run(flood(url, a.submits, a.sessions, a.window))
-        took = time.monotonic() - t0
-        print(f"{a.submits} submits in {took:.1f} s over {a.sessions} sessions: {codes}")
-        rss("after load (sessions closed)")
-        trace("after load")
+
+        def loaded() -> None:
+            took = time.monotonic() - t0
+            print(f"{a.submits} submits in {took:.1f} s over {a.sessions} sessions")
+            rss("after load (sessions open)")
+            trace("after load, sessions open")
+
+        codes = asyncio.run(flood(url, a.submits, a.sessions, a.window, loaded))
+        print(f"answers: {codes}")
+        time.sleep(1.0)
+        rss("sessions closed")
+        trace("sessions closed")
         time.sleep(a.idle)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
             print("healthz", r.read().decode())
