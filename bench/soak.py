@@ -536,7 +536,7 @@ async def sigterm_gen(proc: int, procs: int, url: str, users: int, window: int) 
                 outcomes.append("")  # sent, and the connection closed without an answer
             except (ConnectionError, aiohttp.ClientError):
                 outcomes.append("unsent")  # the connection was gone before it left
-        answered = [i for i, o in enumerate(outcomes) if o]
+        answered = [i for i, o in enumerate(outcomes) if o not in ("", "unsent")]
         last_answered = max(answered, default=-1)
         for i, o in enumerate(outcomes):
             if o == "unsent":
