@@ -596,7 +596,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="tether soak and chaos harness")
     p.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset")
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds a phase)")
-    p.add_argument("--procs", type=int, default=1, help="generator processes")
+    p.add_argument("--procs", type=int, default=2, help="generator processes")
     p.add_argument("--submits", type=int, default=1_000_000)
     p.add_argument("--sessions", type=int, default=1000, help="concurrent chat users")
     p.add_argument("--turns", type=int, default=20, help="turns per conversation (session)")
