@@ -7,6 +7,9 @@ submits are refused with ``queue_full``) from ``--sessions`` pipelining sessions
 and prints the server's RSS: before, after the load, after ``--idle`` seconds
 with the sessions closed, and after ``malloc_trim(0)``.
 
+``--no-read`` floods from clients that send every submit at once and read
+nothing for 5 s, so the answers wait in the server's send queues.
+
 ``--trace`` runs the server under ``tracemalloc`` and prints the top
 allocation sites that are still alive after the load and after idle, so the
 Python-level holders (queues, results kept for resume, frames) show up next to
@@ -37,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import WSMsgType
 
 from tether.loadtest import LeanConnection
-from tether.protocol import Error
+from tether.protocol import Error, encode_submit
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -74,13 +78,32 @@ def serve(argv: list[str]) -> None:
         os.replace(out + ".tmp", out)
 
     def trim(_sig: int, _frame: Any) -> None:
+        t0 = time.perf_counter()
         libc.malloc_trim(0)
+        print(f"malloc_trim(0) took {1000 * (time.perf_counter() - t0):.1f} ms", flush=True)
 
     signal.signal(signal.SIGUSR1, dump)
     signal.signal(signal.SIGUSR2, trim)
     from tether.cli import main
 
     sys.exit(main(["demo", *argv]))
+
+
+async def flood_unread(url: str, submits: int, sessions: int, loaded: Any) -> dict[str, int]:
+    """Each session sends its share of submits at once and reads nothing until ``loaded()``
+    has run (a client that floods and does not read: the server must queue the answers)."""
+    async with aiohttp.ClientSession() as http:
+        conns = [await http.ws_connect(url, max_msg_size=0) for _ in range(sessions)]
+        for n, ws in enumerate(conns):
+            for i in range(submits // sessions):
+                await ws.send_frame(encode_submit(i, "chat_stream", [f"m{n}-{i}"]), WSMsgType.TEXT)
+        await asyncio.sleep(5.0)
+        await asyncio.to_thread(loaded)
+        closes: dict[str, int] = {}
+        for ws in conns:
+            await ws.close()
+            closes[str(ws.close_code)] = closes.get(str(ws.close_code), 0) + 1
+    return closes
 
 
 async def flood(url: str, submits: int, sessions: int, window: int, loaded: Any) -> dict[str, int]:
@@ -135,6 +158,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=200, help="submits in flight per session")
     p.add_argument("--idle", type=float, default=10.0)
     p.add_argument("--trace", action="store_true")
+    p.add_argument("--no-read", action="store_true", help="clients that send and never read")
     p.add_argument("--malloc", action="store_true")
     p.add_argument("--arena-max", type=int, default=0)
     p.add_argument("--server-arg", action="append", default=[])
@@ -180,7 +204,10 @@ def main() -> None:
             rss("after load (sessions open)")
             trace("after load, sessions open")
 
-        codes = asyncio.run(flood(url, a.submits, a.sessions, a.window, loaded))
+        if a.no_read:
+            codes = asyncio.run(flood_unread(url, a.submits, a.sessions, loaded))
+        else:
+            codes = asyncio.run(flood(url, a.submits, a.sessions, a.window, loaded))
         print(f"answers: {codes}")
         time.sleep(1.0)
         rss("sessions closed")
