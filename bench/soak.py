@@ -500,6 +500,7 @@ async def sigterm_gen(proc: int, procs: int, url: str, users: int, window: int) 
     codes: Counter[str] = Counter()
     closes: Counter[str] = Counter()
     ages: list[float] = []
+    examples: list[str] = []
 
     async def user(http: aiohttp.ClientSession, u: int) -> None:
         pings: deque[int] = deque()  # the submit index each ping in flight follows
@@ -551,6 +552,12 @@ async def sigterm_gen(proc: int, procs: int, url: str, users: int, window: int) 
                 f["sent"] += 1
                 if i <= read[0] or i < last_answered:
                     f["lost"] += 1
+                    if len(examples) < 5:
+                        why = "a later reply" if i < last_answered else "a later pong"
+                        age = round(1000 * (closed_at - sent[i][0]), 1)
+                        examples.append(
+                            f"submit {i} of {len(sent)}: {why}, sent {age} ms before 1001"
+                        )
                 else:
                     f["unread"] += 1
                     ages.append(closed_at - sent[i][0])
@@ -560,6 +567,7 @@ async def sigterm_gen(proc: int, procs: int, url: str, users: int, window: int) 
     f["codes"] = codes
     f["closes"] = closes
     f["max_unread_age_ms"] = round(1000 * max(ages, default=0.0), 1)
+    f["lost_examples"] = examples
     return f
 
 
