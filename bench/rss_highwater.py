@@ -7,6 +7,9 @@ submits are refused with ``queue_full``) from ``--sessions`` pipelining sessions
 and prints the server's RSS: before, after the load, after ``--idle`` seconds
 with the sessions closed, and after ``malloc_trim(0)``.
 
+``--exact-frames`` patches, in the served process only, ``ResultLog.record`` to keep
+an exact-size copy of each frame (orjson's ``dumps`` returns buffers of 4 KiB and
+more even for a 130-byte frame), to measure that fix without editing the server.
 ``--no-read`` floods from clients that send every submit at once and read
 nothing for 5 s, so the answers wait in the server's send queues.
 
@@ -81,6 +84,18 @@ def serve(argv: list[str]) -> None:
         t0 = time.perf_counter()
         libc.malloc_trim(0)
         print(f"malloc_trim(0) took {1000 * (time.perf_counter() - t0):.1f} ms", flush=True)
+
+    if os.environ.get("TETHER_RSS_EXACT_FRAMES"):
+        # The fix this probe recommends, tried without editing the server: the result log
+        # keeps an exact-size copy of each frame, not orjson's over-allocated buffer.
+        from tether.core.resume import ResultLog
+
+        record = ResultLog.record
+
+        def exact(self: ResultLog, id: Any, frame: bytes) -> None:
+            record(self, id, bytes(memoryview(frame)))
+
+        ResultLog.record = exact  # type: ignore[method-assign]
 
     signal.signal(signal.SIGUSR1, dump)
     signal.signal(signal.SIGUSR2, trim)
@@ -158,6 +173,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=200, help="submits in flight per session")
     p.add_argument("--idle", type=float, default=10.0)
     p.add_argument("--trace", action="store_true")
+    p.add_argument("--exact-frames", action="store_true", help="patch: exact-size logged frames")
     p.add_argument("--no-read", action="store_true", help="clients that send and never read")
     p.add_argument("--malloc", action="store_true")
     p.add_argument("--arena-max", type=int, default=0)
@@ -170,6 +186,8 @@ def main() -> None:
     env["TETHER_RSS_TRACE_OUT"] = str(trace_out)
     if a.trace:
         env["PYTHONTRACEMALLOC"] = "8"
+    if a.exact_frames:
+        env["TETHER_RSS_EXACT_FRAMES"] = "1"
     if a.malloc:
         env["PYTHONMALLOC"] = "malloc"
     if a.arena_max:
