@@ -158,28 +158,39 @@ def _over_budget(
     session: Host, function: Function, new_states: list[tuple[State, Any]], budget: int
 ) -> str | None:
     """Why committing ``new_states`` would pass the session's state budget, or None
-    (then the sizes just measured are kept for the next submit)."""
+    (then the sizes just measured are kept for the next submit).
+
+    Every slot the function touched is measured again (it may have changed one in
+    place); the others count at their last size, kept as a running total.
+    """
     state = session.state
     sizes = session.state_bytes
-    replaced = dict(new_states)
-    measured: dict[State, int] = {}
+    total = sum(sizes.values())
+    measured: list[tuple[State, int]] = []
     for slot in function.slots:
-        if slot in replaced:
-            value = replaced[slot]
-        elif slot in state:
-            value = state[slot]  # read, perhaps changed in place
+        value = _ABSENT
+        for new_slot, new_value in new_states:
+            if new_slot is slot:
+                value = new_value
+                break
         else:
+            value = state.get(slot, _ABSENT)  # read, perhaps changed in place
+        if value is _ABSENT:
             continue
-        measured[slot] = state_size(value) or 0  # (None: not measurable, not counted)
-    total = sum(size for slot, size in sizes.items() if slot not in measured)
-    total += sum(measured.values())
+        size = state_size(value) or 0  # (None: not measurable, not counted)
+        total += size - sizes.get(slot, 0)
+        measured.append((slot, size))
     if total > budget:
         return (
             f"{function.name} would leave this session's state at {total} bytes, over its "
             f"budget of {budget} (max_state_bytes); the state is unchanged"
         )
-    sizes.update(measured)
+    for slot, size in measured:
+        sizes[slot] = size
     return None
+
+
+_ABSENT: Any = object()
 
 
 def _restore(session: Host, snapshots: list[tuple[State, Any]]) -> None:

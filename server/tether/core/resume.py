@@ -68,7 +68,9 @@ class ResultLog:
         frames = self.frames
         if id in frames:
             self._bytes -= len(frames.pop(id))
-        frames[id] = frame
+        # An exact-size copy: orjson's bytes keep a buffer of at least 4 KiB, so a
+        # kept 50-byte frame would hold 80 times what the byte bound counts.
+        frames[id] = frame = bytes(memoryview(frame))
         self._bytes += len(frame)
         while frames and (len(frames) > self._max_count or self._bytes > self._max_bytes):
             self._bytes -= len(frames.pop(next(iter(frames))))

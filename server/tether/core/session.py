@@ -403,7 +403,8 @@ class Session:
             self._finish(id, frame)
         except QueueFull:
             outcome = Code.QUEUE_FULL
-            self._finish(id, gate.refusal(id, function.name))
+            # Not kept for a resume: it never ran, so running a re-send is right.
+            self._send(gate.refusal(id, function.name))
         except asyncio.CancelledError:
             if id in self._cancelling and not self._ended:
                 outcome = Code.CANCELLED
