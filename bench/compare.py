@@ -7,8 +7,8 @@ slow phase of a shared machine hits both), pinned to the server core, and
 drives it with the *same* generator (this tree's ``tether loadtest``, the
 ``chat`` scenario, pinned to the other core), or, with ``--own-generators``
 (needed when the trees speak different protocol versions), each tree's own. It also
-start (process start until ``/healthz`` answers). Prints medians and the ratio
-new ÷ base; ``--json`` writes every round.
+times each tree's cold start (process start until ``/healthz`` answers).
+Prints medians and the ratio new ÷ base; ``--json`` writes every round.
 """
 
 from __future__ import annotations
