@@ -521,10 +521,12 @@ async def sigterm_gen(proc: int, procs: int, url: str, users: int, window: int) 
             fut = asyncio.ensure_future(conn.submit("chat", [f"p{proc}u{u}t{k}"]))
             fut.add_done_callback(lambda _f: slots.release())
             sent.append((time.time(), fut))
+            # Let the submit's own task write its frame first: a ping written ahead
+            # of it would "prove" a submit read that was still in the client.
+            await asyncio.sleep(0)
             with contextlib.suppress(Exception):
                 await conn.ws.send_frame(encode_ping(), aiohttp.WSMsgType.TEXT)
                 pings.append(k)
-            await asyncio.sleep(0)
         await conn.wait_closed()
         closed_at = time.time()
         closes[str(conn.ws.close_code)] += 1

@@ -331,10 +331,13 @@ class Session:
         if self.tasks.get(id) is not task:
             return  # _run finished normally and cleaned up
         del self.tasks[id]
-        if id in self._cancelling:
+        if id in self._cancelling and not self._ended:
             del self._cancelling[id]
-            if not self._ended:
-                self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
+            self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
+        else:
+            # Cancelled by the session's end before it ever ran: it still gets an answer.
+            self._cancelling.pop(id, None)
+            self._send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
         if turn is not None and self._order is not None:
             self._order.release(turn)
 
