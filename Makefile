@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system-deps bench clean
+.PHONY: demo test lint system-deps bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP) system-deps lint
 # The benchmark (a few minutes; the machine should be otherwise idle).
 bench: $(STAMP)
 	$(PY) bench/run.py --update-readme
+
+# The soak and chaos harness (about 10 minutes; not part of `make test`).
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(PY) bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist server/*.egg-info test-artifacts

@@ -5,9 +5,10 @@
 Each round serves ``tether demo`` from each tree in turn (alternating, so a
 slow phase of a shared machine hits both), pinned to the server core, and
 drives it with the *same* generator (this tree's ``tether loadtest``, the
-``chat`` scenario, pinned to the other core). It also times each tree's cold
-start (process start until ``/healthz`` answers). Prints medians and the ratio
-new ÷ base; ``--json`` writes every round.
+``chat`` scenario, pinned to the other core), or, with ``--own-generators``
+(needed when the trees speak different protocol versions), each tree's own. It also
+times each tree's cold start (process start until ``/healthz`` answers).
+Prints medians and the ratio new ÷ base; ``--json`` writes every round.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def serve(tree: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
     return proc, time.perf_counter() - start
 
 
-def drive(port: int, users: int, seconds: float, turns: int) -> dict[str, Any]:
+def drive(
+    port: int, users: int, seconds: float, turns: int, tree: Path | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [
@@ -55,10 +58,15 @@ def drive(port: int, users: int, seconds: float, turns: int) -> dict[str, Any]:
             "--users", str(users), "--duration", str(seconds), "--scenario", "chat",
             "--turns", str(turns), "--quiet", "--json", str(out),
         ]  # fmt: skip
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        env = tree_env(tree) if tree is not None else None
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
         servers.pin(proc.pid, GENERATOR_CPU)
         proc.wait(timeout=seconds + 120)
+        if not out.exists() or proc.returncode not in (0, 1):
+            raise RuntimeError(f"the load test exited with {proc.returncode}")
         result: dict[str, Any] = orjson.loads(out.read_bytes())
+        if not result["throughput"]:
+            raise RuntimeError("no submit succeeded (do the trees speak the same protocol?)")
     return {
         "throughput": result["throughput"],
         "p50_ms": result["latency_ms"]["p50"],
@@ -76,6 +84,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--own-generators",
+        action="store_true",
+        help="drive each tree with its own tether loadtest (for different protocol versions)",
+    )
     args = parser.parse_args()
     trees = {"base": args.base.resolve(), "new": args.new.resolve()}
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
@@ -85,7 +98,8 @@ def main() -> int:
             port = servers.free_port()
             proc, ready = serve(trees[name], port)
             try:
-                row = drive(port, args.users, args.seconds, args.turns)
+                generator = trees[name] if args.own_generators else None
+                row = drive(port, args.users, args.seconds, args.turns, generator)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)

@@ -1,4 +1,4 @@
-// tether.js: the browser client of a tether server (protocol 1 to 6).
+// tether.js: the browser client of a tether server (protocol 1 to 7).
 //
 //   import { connect } from "/static/tether.js";
 //   const client = connect();                 // ws(s)://<this host>/ws?deltas=1
@@ -9,7 +9,7 @@
 // to this file; protocol.md at the repository root is the wire contract.
 
 /** The highest protocol version this client understands (the server's PROTOCOL_VERSION). */
-export const PROTOCOL = 6;
+export const PROTOCOL = 7;
 
 /** Codes this client produces itself; the server's codes are in protocol.md. */
 export const Codes = Object.freeze({
@@ -409,9 +409,12 @@ export class TetherClient {
     this.nextRetryAt = null;
     let ws;
     let url = this.url;
-    if (this._resuming && this.resumeToken) {
+    // Resuming (protocol 7+): the token goes in the first message, not in the URL,
+    // so that no proxy's access log holds it.
+    const token = this._resuming && this.resumeToken ? this.resumeToken : null;
+    if (token) {
       const target = new URL(url);
-      target.searchParams.set("resume", this.resumeToken);
+      target.searchParams.set("resuming", "1");
       url = target.href;
     }
     try {
@@ -421,6 +424,7 @@ export class TetherClient {
       return;
     }
     this._ws = ws;
+    if (token) ws.onopen = () => ws.send(JSON.stringify({ type: "resume", token }));
     ws.onmessage = (event) => this._receive(ws, event.data);
     ws.onclose = (event) => {
       if (this._ws === ws) this._dropped({ code: event.code, reason: event.reason });

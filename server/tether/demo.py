@@ -2,11 +2,30 @@
 (global state).
 
 Serve it with ``tether demo``.
+
+Every piece of global data it keeps is bounded, so no client can grow it for
+everyone (demo constants, not server settings: they are this app's choices):
+
+- the leaderboard keeps its best ``LEADERBOARD_KEEP`` scores; a score must lie
+  within +-``MAX_SCORE``, checked before anything is written;
+- at most ``MAX_ROOMS`` chat rooms exist at once (``create_app(max_rooms=)``);
+  a ``join_room`` that would create one more is refused and changes nothing.
+  A room keeps its last ``ROOM_HISTORY`` messages, and gives all its data back
+  when its last member leaves.
+
+Rooms are kept as ``rooms`` (a value: ``{room: [epoch, sessions in it]}``), and
+per room ``presence:<room>:<epoch>`` (``{session: name}``) and the list
+``history:<room>:<epoch>``. A join counts itself in first (refused there when
+the room would be one too many), a leave counts itself out last; the leave
+that takes a room's count to 0 removes the room from ``rooms`` and deletes its
+two keys. A room created again gets a new epoch, so a late delete of the old
+room's keys can never touch the new room's data.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +38,9 @@ __all__ = ["app", "create_app"]
 
 LEADERBOARD = "scores"
 LEADERBOARD_KEEP = 1000
+MAX_SCORE = 2**53 - 1  # beyond it a whole score is no longer exact (in a double, in JavaScript)
+ROOMS = "rooms"
+MAX_ROOMS = 1000
 ROOM_HISTORY = 100
 MAX_NAME = 40
 MAX_ROOM = 40
@@ -45,6 +67,10 @@ class RoomError(ValueError):
     pass
 
 
+class ScoreError(ValueError):
+    pass
+
+
 def _clean(value: str, what: str, limit: int) -> str:
     text = " ".join(value.split())
     if not text:
@@ -58,12 +84,20 @@ def room_topic(room: str) -> str:
     return f"room:{room}"
 
 
+def presence_key(room: str, epoch: str) -> str:
+    return f"presence:{room}:{epoch}"
+
+
+def history_key(room: str, epoch: str) -> str:
+    return f"history:{room}:{epoch}"
+
+
 def _presence(members: dict[str, str]) -> dict[str, Any]:
     return {"kind": "presence", "members": sorted(set(members.values()), key=str.lower)}
 
 
-def create_app() -> App:
-    """A fresh demo app with its own (empty) store."""
+def create_app(*, max_rooms: int = MAX_ROOMS) -> App:
+    """A fresh demo app with its own (empty) store; at most ``max_rooms`` rooms at once."""
     app = App("tether demo", topics=[LEADERBOARD, "room:*"])
 
     @app.function(inputs=["text", "state"], outputs=["chatbot", "state"])
@@ -88,6 +122,9 @@ def create_app() -> App:
     @app.function(inputs="number", outputs="json")
     def track_score(score: float) -> list[int | float]:
         """Add a score to the shared leaderboard; returns the top 3 scores of all users."""
+        # Checked before anything is written: store writes are not rolled back.
+        if not -MAX_SCORE <= score <= MAX_SCORE:
+            raise ScoreError(f"a score must lie between {-MAX_SCORE} and {MAX_SCORE}")
         # One atomic store operation adds the score and publishes the new top 3
         # on topic "scores", in the order the changes happened.
         top = app.store.sync.lb_add(
@@ -99,15 +136,63 @@ def create_app() -> App:
 
     membership = State(default=None, name="room membership")
 
-    async def leave(session_id: str, where: dict[str, str]) -> None:
-        room = where["room"]
+    async def count_in(room: str) -> str:
+        """Count one more session in ``room`` (creating it); return the room's epoch."""
+        fresh = uuid.uuid4().hex[:16]
+
+        def enter(rooms: dict[str, list[Any]]) -> dict[str, list[Any]]:
+            entry = rooms.get(room)
+            if entry is None:
+                if len(rooms) >= max_rooms:
+                    raise RoomError(
+                        f"there are already {max_rooms} rooms, the most this server keeps; "
+                        "join one of them, or try again later"
+                    )
+                entry = [fresh, 0]
+            rooms[room] = [entry[0], entry[1] + 1]
+            return rooms
+
+        rooms = await app.store.update(ROOMS, enter, {})
+        return str(rooms[room][0])
+
+    async def count_out(room: str, epoch: str) -> None:
+        """Count one session out of ``room``; the last one out frees the room's data."""
+
+        def out(rooms: dict[str, list[Any]]) -> dict[str, list[Any]]:
+            entry = rooms.get(room)
+            if entry is not None and entry[0] == epoch:
+                if entry[1] > 1:
+                    rooms[room] = [epoch, entry[1] - 1]
+                else:
+                    del rooms[room]
+            return rooms
+
+        rooms = await app.store.update(ROOMS, out, {})
+        entry = rooms.get(room)
+        if entry is None or entry[0] != epoch:
+            await app.store.delete(presence_key(room, epoch))
+            await app.store.delete(history_key(room, epoch))
+
+    async def drop(session_id: str, room: str, epoch: str) -> bool:
+        """Take the session out of the room's presence; True if it was there."""
+        found = False
+
+        def without(members: dict[str, str]) -> dict[str, str]:
+            nonlocal found  # set by the call whose result is stored (a retry calls again)
+            found = session_id in members
+            return {k: v for k, v in members.items() if k != session_id}
+
         await app.store.update(
-            f"presence:{room}",
-            lambda members: {k: v for k, v in (members or {}).items() if k != session_id},
-            {},
-            topic=room_topic(room),
-            event=_presence,
+            presence_key(room, epoch), without, {}, topic=room_topic(room), event=_presence
         )
+        return found
+
+    async def leave(session_id: str, where: dict[str, str]) -> None:
+        room, epoch = where["room"], where["epoch"]
+        # Counted out only when it was in: a second leave of the same membership (its
+        # state rolled back after a failure) cannot count another session out.
+        if await drop(session_id, room, epoch):
+            await count_out(room, epoch)
 
     @app.function(inputs=["text", "text", membership], outputs=["json", membership])
     async def join_room(name: str, room: str, where: Any = None) -> tuple[Any, Any]:
@@ -115,21 +200,31 @@ def create_app() -> App:
         name = _clean(name, "name", MAX_NAME)
         room = _clean(room, "room", MAX_ROOM)
         ctx = context()
-        if where is not None:
-            await leave(ctx.session_id, where)
-            ctx.unsubscribe(room_topic(where["room"]))
-        ctx.subscribe(room_topic(room))
-        members = await app.store.update(
-            f"presence:{room}",
-            lambda members: {**(members or {}), ctx.session_id: name},
-            {},
-            topic=room_topic(room),
-            event=_presence,
-        )
-        history = await app.store.list_range(f"history:{room}", -ROOM_HISTORY, -1)
-        joined = {"room": room, "name": name}
-        info = {**joined, "history": history, "members": _presence(members)["members"]}
-        return info, joined
+        # Counted in before anything else: a room too many is refused with nothing changed.
+        epoch = await count_in(room)
+        try:
+            if where is not None:
+                await leave(ctx.session_id, where)
+                ctx.unsubscribe(room_topic(where["room"]))
+            ctx.subscribe(room_topic(room))
+            members = await app.store.update(
+                presence_key(room, epoch),
+                lambda members: {**members, ctx.session_id: name},
+                {},
+                topic=room_topic(room),
+                event=_presence,
+            )
+            history = await app.store.list_range(history_key(room, epoch), -ROOM_HISTORY, -1)
+        except BaseException:
+            # The session's state goes back to before the join: so must its count, or
+            # the room could never be freed (best effort: the store may be down).
+            with contextlib.suppress(Exception):
+                await drop(ctx.session_id, room, epoch)
+                await count_out(room, epoch)
+            raise
+        info = {"room": room, "name": name, "history": history}
+        info["members"] = _presence(members)["members"]
+        return info, {"room": room, "name": name, "epoch": epoch}
 
     @app.function(inputs=["text", membership], outputs=["json", membership])
     async def say(text: str, where: Any = None) -> tuple[Any, Any]:
@@ -145,7 +240,10 @@ def create_app() -> App:
             "at": time.time(),
         }
         await app.store.list_append(
-            f"history:{where['room']}", message, ROOM_HISTORY, topic=room_topic(where["room"])
+            history_key(where["room"], where["epoch"]),
+            message,
+            ROOM_HISTORY,
+            topic=room_topic(where["room"]),
         )
         return message, where
 

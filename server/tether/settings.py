@@ -111,6 +111,27 @@ class Settings:
         "before it is closed with 1008.",
         1000,
     )
+    message_cost_bytes: int = _doc(
+        "Bytes of a message, WebSocket ping or binary frame that cost one more token of "
+        "`submit_rate` (a frame costs 1 + size // this; 0: every frame costs one).",
+        1024,
+    )
+    max_message_depth: int = _doc(
+        "Deepest nesting of arrays and objects in a client message (the message object is "
+        "level 1); a deeper one gets `bad_message`.",
+        32,
+    )
+    max_state_bytes: int = _doc(
+        "Bytes of session state (all its slots, measured as JSON) one session may hold; a "
+        "submit that would grow it beyond gets `state_too_large`, its state unchanged "
+        "(0: no limit).",
+        4 << 20,
+    )
+    max_running_per_session: int = _doc(
+        "Submits of one session that may hold slots of one function's concurrency limit at "
+        "once; waiting sessions are served round robin (0: no per-session cap).",
+        4,
+    )
     handshake_timeout: float = _doc(
         "Seconds the authentication hook may take, and that an idle HTTP keep-alive "
         "connection stays open.",
@@ -157,10 +178,51 @@ class Settings:
         "Bytes of recent results a session keeps for resumes (oldest dropped first).",
         1 << 20,
     )
+    max_parked_sessions: int = _doc(
+        "Dropped sessions kept for a resume in all; parking one more ends the oldest "
+        "parked session (its end hooks run).",
+        5000,
+    )
+    max_parked_per_address: int = _doc(
+        "Dropped sessions kept for a resume per client address; parking one more ends "
+        "that address's oldest parked session.",
+        32,
+    )
+    resume_node_lease: float = _doc(
+        "Seconds a node's hold on its connected sessions outlives the node (Redis store): "
+        "a resume of a session held by a node that died waits this long.",
+        5.0,
+    )
+    resume_save_after_result: bool = _doc(
+        "Send a result before its session's record is saved (Redis store): faster, but a "
+        "result sent just before its node dies can be lost to a resume elsewhere.",
+        False,
+    )
     close_timeout: float = _doc(
         "How long the server waits for a client to answer its close frame before it drops "
         "the TCP connection.",
         5.0,
+    )
+    message_timeout: float = _doc(
+        "Seconds a WebSocket message may take from its first byte to its last (fragments "
+        "included) before the connection is closed with 1008 (0: no limit).",
+        30.0,
+    )
+    incomplete_message_bytes: int = _doc(
+        "Bytes of WebSocket messages still being received, over all connections; the "
+        "connection that would pass it is closed with 1009 (one message is already bounded "
+        "by `max_message_size`).",
+        64 << 20,
+    )
+    max_handshakes: int = _doc(
+        "TCP connections not upgraded to a WebSocket (handshakes in progress, HTTP "
+        "keep-alive), in all; more are answered 503 and closed at once.",
+        2048,
+    )
+    max_handshakes_per_address: int = _doc(
+        "TCP connections from one client address not upgraded to a WebSocket; more are "
+        "answered 503 and closed at once.",
+        256,
     )
     metrics: bool = _doc(
         "Serve Prometheus metrics at `/metrics` (submits by function and outcome, their "
@@ -213,8 +275,12 @@ class Settings:
             raise SettingsError("publish_backlog_bytes must be at least 1")
         if self.submit_rate <= 0 or self.submit_burst < 1:
             raise SettingsError("submit_rate must be positive and submit_burst at least 1")
+        if self.max_message_depth < 2:
+            raise SettingsError("max_message_depth must be at least 2")
         if self.ping_interval and self.pong_timeout <= 0:
             raise SettingsError("pong_timeout must be positive when pings are on")
+        if self.resume_node_lease <= 0:
+            raise SettingsError("resume_node_lease must be positive")
 
     @property
     def allowed_origins(self) -> frozenset[str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tether.app.state import MISSING, State, copy_value
+from tether.app.state import MISSING, State, copy_value, state_size
 
 
 @dataclass
@@ -285,3 +285,46 @@ def test_state_repr_uses_the_name_or_the_key() -> None:
 
 def test_missing_sentinel_reads_as_missing() -> None:
     assert repr(MISSING) == "MISSING"
+
+
+# -- state_size (the per-session state budget) ---------------------------------
+
+
+class _Slotted:
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+
+
+class _Plain:
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+
+
+def test_state_size_is_the_json_length_of_plain_values() -> None:
+    value = {"history": [["hi", "hello"]], "n": 3}
+    assert state_size(value) == len(b'{"history":[["hi","hello"]],"n":3}')
+    assert state_size("x" * 1000) == 1000
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param({"x" * 1000}, id="set"),
+        pytest.param(("x" * 1000,), id="tuple"),
+        pytest.param([b"x" * 1000], id="bytes"),
+        pytest.param(_Slotted(["x" * 1000]), id="slots"),
+        pytest.param(_Plain(["x" * 1000]), id="object"),
+        pytest.param({1: "x" * 1000}, id="int-keys"),
+    ],
+)
+def test_state_size_measures_what_json_cannot_hold_by_what_it_holds(value: Any) -> None:
+    size = state_size(value)
+    assert size is not None and 1000 <= size < 1100
+
+
+def test_state_size_of_a_cycle_is_unknown() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    assert state_size(loop) is None

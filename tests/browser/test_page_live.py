@@ -312,6 +312,9 @@ def test_a_network_drop_resumes_the_same_session_with_its_history(
         return len(conns)
 
     old = demo.call(lambda: demo.server.connections[before])
+    token = demo.call(lambda: demo.server.sessions[before].resume_token)
+    opened: list[str] = []
+    page.on("websocket", lambda ws: opened.append(ws.url))
     assert demo.call(cut) >= 1
     # Wait until the server has the session back on a new connection (the page
     # only reconnects once it noticed the drop), then for the page to say so.
@@ -320,6 +323,11 @@ def test_a_network_drop_resumes_the_same_session_with_its_history(
         assert time.monotonic() < deadline, "the page did not resume"
         time.sleep(0.05)
     expect(status(page)).to_have_text("connected")
+    # The resume token travels in the first message, never in the URL (protocol 7),
+    # and a new one comes with the welcome.
+    assert demo.call(lambda: demo.server.sessions[before].resume_token) != token
+    assert opened and all("resuming=1" in url and token not in url for url in opened)
+    assert all("resume=" not in url for url in opened)
     send_chat(page, "after the drop")
     assert session_id(page) == before
     expect(page.get_by_text("a new session began")).to_have_count(0)

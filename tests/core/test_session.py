@@ -117,3 +117,18 @@ async def test_cancelling_a_submit_that_waits_lets_no_later_one_overtake_the_run
     release.set()
     assert (await h.answer(1))["data"] == [["slow"]]
     assert (await h.answer(3))["data"] == [["slow", "last"]]
+
+
+async def test_a_submit_the_sessions_end_cancels_before_it_ran_still_gets_shutting_down(harness):
+    app = App()
+
+    @app.function(inputs=["number"], outputs=["number"])
+    async def double(n):
+        return 2 * n
+
+    h = harness(app)
+    # The session ends in the very tick the submit arrived: its task never takes a step.
+    h.receive(submit(1, "double", 5))
+    await h.session.close()
+    answer = await h.answer(1)
+    assert (answer["type"], answer.get("code")) == ("error", "shutting_down")

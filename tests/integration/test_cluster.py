@@ -93,6 +93,21 @@ class Node:
                 self.proc.wait(10)
 
 
+async def resume_when_free(url: str, first: str | None = None, tries: int = 100) -> Any:
+    """Connect to resume, again while the session is held (bounded): (ws, welcome)."""
+    for _ in range(tries):
+        ws = await websockets.connect(url)
+        if first is not None:
+            await ws.send(first)
+        hello = orjson.loads(await ws.recv())
+        if hello["type"] == "welcome":
+            return ws, hello
+        assert hello["code"] == "session_held", hello
+        await ws.close()
+        await asyncio.sleep(0.1)
+    raise AssertionError("the session stayed held")
+
+
 @pytest.fixture
 def cluster(tmp_path: Path, own_redis_server: RedisServer) -> Iterator[Any]:
     (tmp_path / "clusterapp.py").write_text(APP)
@@ -165,7 +180,7 @@ async def test_a_publish_on_one_node_reaches_subscribers_on_the_others_and_prese
 
 
 async def test_a_session_resumes_on_another_node_after_its_node_is_killed(cluster):
-    a, b, _ = cluster(3)
+    a, b, _ = cluster(3, "--resume-node-lease", "0.5")
     ws = await websockets.connect(a.ws_url)
     welcome = orjson.loads(await ws.recv())
     for i, text in enumerate(["one", "two"]):
@@ -173,10 +188,9 @@ async def test_a_session_resumes_on_another_node_after_its_node_is_killed(cluste
             orjson.dumps({"type": "submit", "id": i, "fn": "chat", "data": [text]}).decode()
         )
         last = orjson.loads(await ws.recv())
-    await asyncio.sleep(0.3)  # the write-through of the last result to Redis
     a.kill()
-    resumed = await websockets.connect(b.ws_url + "?resume=" + welcome["resume"])
-    hello = orjson.loads(await resumed.recv())
+    # Held by node a until its lease runs out (session_held, 1013 meanwhile).
+    resumed, hello = await resume_when_free(b.ws_url + "?resume=" + welcome["resume"])
     assert hello["resumed"] is True and hello["session"] == welcome["session"]
     await resumed.send(
         orjson.dumps({"type": "submit", "id": 1, "fn": "chat", "data": ["two"]}).decode()

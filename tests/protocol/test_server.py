@@ -19,6 +19,7 @@ from tether.protocol import (
     encode_rejection,
     encode_result,
     encode_welcome,
+    peek_id,
 )
 
 
@@ -81,9 +82,23 @@ def test_decoder_accepts_a_string_id_of_exactly_the_maximum_length() -> None:
     assert message.id == "x" * 128
 
 
-def test_decoder_accepts_nesting_of_exactly_1024_levels() -> None:
+def test_decoder_accepts_nesting_of_exactly_1024_levels_when_allowed() -> None:
     payload = b'{"type": "ping", "deep": ' + b"[" * 1023 + b"]" * 1023 + b"}"
-    assert isinstance(decode_client(payload), Ping)
+    assert isinstance(decode_client(payload, max_depth=1024), Ping)
+
+
+def test_decoder_refuses_nesting_beyond_max_depth_as_bad_message_with_the_id() -> None:
+    def frame(data: str) -> str:
+        return '{"type": "submit", "id": 7, "fn": "f", "data": [' + data + "]}"
+
+    assert isinstance(decode_client(frame("[" * 30 + "]" * 30)), Submit)  # 32 levels: the default
+    assert isinstance(decode_client(frame("[[" + "[]," * 40 + "[]]]")), Submit)  # siblings
+    assert isinstance(decode_client(frame('"' + "[" * 100 + '"')), Submit)  # inside a string
+    error = rejection(frame("[" * 31 + "]" * 31))
+    assert (error.code, error.id) == ("bad_message", 7)
+    assert "deeper than 32 levels" in error.message
+    error = rejection('{"type": "ping", "x": ' + "[" * 3 + "]" * 3 + "}", max_depth=3)
+    assert (error.code, error.id) == ("bad_message", None)
 
 
 # -- bad_json ----------------------------------------------------------------
@@ -366,3 +381,12 @@ def test_protocol_md_documents_the_version_the_code_speaks() -> None:
 
 def test_encode_pong_is_a_pong_message() -> None:
     assert orjson.loads(encode_pong()) == {"type": "pong"}
+
+
+def test_peek_id_reads_a_big_frame_s_id_from_its_start_only() -> None:
+    pad = "x" * 100_000
+    assert peek_id(f'{{"type": "submit", "id": 12, "fn": "f", "data": ["{pad}"]}}') == 12
+    assert peek_id(f'{{"type":"submit","id":"a-b","fn":"f","data":["{pad}"]}}'.encode()) == "a-b"
+    assert peek_id(f'{{"fn": "f", "data": ["{pad}"], "id": 12, "type": "submit"}}') is None
+    assert peek_id(f'{{"type": "submit", "id": 1.5, "data": ["{pad}"]}}') is None
+    assert peek_id('{"fn": "f", "id": 12}') == 12  # small frames are decoded

@@ -469,18 +469,19 @@ async def test_lb_rank_and_lb_score_of_a_missing_member_are_none(store: Store) -
     assert await store.lb_rank("b", "ann") == 0
 
 
-async def test_leaderboard_scores_may_be_infinite(store: Store) -> None:
-    await store.lb_add("b", "up", math.inf)
-    await store.lb_add("b", "down", -math.inf)
-    await store.lb_add("b", "mid", 0)
-    assert await store.lb_top("b", 3) == [("up", math.inf), ("mid", 0.0), ("down", -math.inf)]
+async def test_leaderboard_scores_are_finite(store: Store) -> None:
+    # No JSON encoder takes an infinite score back (see tests/store/test_poison.py).
+    for score in (math.inf, -math.inf):
+        with pytest.raises(StoreError, match="must be finite"):
+            await store.lb_add("b", "up", score)
+    assert await store.lb_top("b", 3) == []
 
 
-async def test_lb_incr_that_would_make_nan_is_a_store_error(store: Store) -> None:
-    await store.lb_add("b", "x", math.inf)
+async def test_lb_incr_that_would_overflow_is_a_store_error(store: Store) -> None:
+    await store.lb_add("b", "x", 1.5e308)
     with pytest.raises(StoreError, match="would not be a number"):
-        await store.lb_incr("b", "x", -math.inf)
-    assert await store.lb_score("b", "x") == math.inf
+        await store.lb_incr("b", "x", 1.5e308)
+    assert await store.lb_score("b", "x") == 1.5e308
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ check raises ``BadValue``; the session answers the submit with ``bad_arguments``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -28,8 +29,14 @@ def _text(value: Any) -> Any:
 
 def _number(value: Any) -> Any:
     kind = type(value)
-    if kind is int or kind is float:
+    if kind is int:
         return value
+    if kind is float:
+        # JSON has no NaN or infinity (the wire's decoder refuses 1e400), but a value
+        # from anywhere else must not reach a function that trusts its number either.
+        if math.isfinite(value):
+            return value
+        raise BadValue(f"expected a finite number, got {value!r}")
     raise BadValue(f"expected a number, got {json_kind(value)}")
 
 

@@ -10,6 +10,11 @@ Snapshots go through orjson when the value is plain JSON (a C-speed deep
 copy; a quick walk checks every node's exact type first), and fall back to
 ``copy.deepcopy`` for anything else (tuples, sets, enums, dataclasses, ...).
 Immutable scalars are not copied at all.
+
+``state_size`` measures a value for the per-session state budget: the length
+of its orjson encoding, at C speed, with what JSON cannot hold measured as
+well (sets and tuples as arrays, objects by their attributes, buffers by
+their bytes).
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import sys
 from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 
-__all__ = ["MISSING", "State", "copy_value"]
+__all__ = ["MISSING", "State", "copy_value", "state_size"]
 
 
 class _Missing:
@@ -51,6 +57,56 @@ def copy_value(value: Any) -> Any:
 
 
 _PLAIN_LEAVES: Final = frozenset({str, int, bool, type(None)})
+_SIZE_OPTIONS: Final = orjson.OPT_NON_STR_KEYS
+
+
+def state_size(value: Any) -> int | None:
+    """About how many bytes ``value`` holds: its JSON encoding's length, or None
+    when it cannot be measured (a cycle, nesting deeper than orjson's 254 levels,
+    an integer beyond 64 bits).
+
+    What JSON cannot hold is measured too: sets and frozensets as arrays, other
+    objects by their ``__dict__`` or ``__slots__``, bytes-like values and arrays
+    (``nbytes``) by their size, anything else by ``sys.getsizeof``.
+    """
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return len(value)
+    if kind in _IMMUTABLE:
+        return 8
+    try:  # plain JSON, the common case: no hook needed
+        return len(orjson.dumps(value, option=_SIZE_OPTIONS))
+    except (orjson.JSONEncodeError, TypeError):
+        pass
+    extra = 0
+
+    def measure(obj: Any) -> Any:
+        nonlocal extra
+        if isinstance(obj, (set, frozenset)):
+            return list(obj)
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            extra += len(obj)
+            return None
+        nbytes = getattr(obj, "nbytes", None)
+        if type(nbytes) is int:
+            extra += nbytes
+            return None
+        attributes = getattr(obj, "__dict__", None)
+        if type(attributes) is dict and attributes:
+            return attributes
+        names: list[str] = []
+        for cls in type(obj).__mro__:
+            declared = getattr(cls, "__slots__", ())
+            names.extend((declared,) if isinstance(declared, str) else declared)
+        if names:
+            return {n: getattr(obj, n, None) for n in names if n != "__weakref__"}
+        extra += sys.getsizeof(obj)
+        return None
+
+    try:
+        return len(orjson.dumps(value, default=measure, option=_SIZE_OPTIONS)) + extra
+    except (orjson.JSONEncodeError, TypeError):
+        return None
 
 
 def _is_plain_json(value: Any) -> bool:

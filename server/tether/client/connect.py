@@ -11,7 +11,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from ..errors import RemoteProtocolError, TetherError
-from ..protocol import Welcome, decode_welcome
+from ..protocol import Welcome, decode_welcome, encode_resume
 from .aio import Client
 
 __all__ = ["connect"]
@@ -48,11 +48,16 @@ class _Connect:
         return self.client
 
     async def _resume(self, token: str) -> tuple[ClientConnection, Welcome]:
-        return await self._handshake(_with_query(self.url, "resume", token))
+        # The token travels in the first message, not in the URL (access logs).
+        return await self._handshake(_with_query(self.url, "resuming", "1"), token)
 
-    async def _handshake(self, url: str) -> tuple[ClientConnection, Welcome]:
+    async def _handshake(
+        self, url: str, token: str | None = None
+    ) -> tuple[ClientConnection, Welcome]:
         ws = await websockets.connect(url, max_size=None, compression=None, **self.kwargs)
         try:
+            if token is not None:
+                await ws.send(encode_resume(token), text=True)
             welcome = decode_welcome(await ws.recv())
         except RemoteProtocolError as exc:
             await ws.close()

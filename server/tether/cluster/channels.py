@@ -31,6 +31,7 @@ __all__ = [
     "channel_topic",
     "check_namespace",
     "list_key",
+    "node_key",
     "session_key",
     "topic_channel",
     "topic_pattern",
@@ -68,6 +69,11 @@ def board_key(namespace: str, board: str) -> str:
 
 def session_key(namespace: str, token: str) -> str:
     return f"{namespace}:session:{token}"
+
+
+def node_key(namespace: str, node: str) -> str:
+    """Present while ``node`` is alive (it renews it): its held sessions are held."""
+    return f"{namespace}:node:{node}"
 
 
 def topic_channel(namespace: str, topic: str) -> str:

@@ -8,11 +8,24 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-__all__ = ["AddressCounter", "FloodControl", "TokenBucket", "origin_allowed"]
+__all__ = [
+    "AddressCounter",
+    "FloodControl",
+    "TokenBucket",
+    "message_cost",
+    "normalize_origin",
+    "origin_allowed",
+]
 
 
 class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up. ``take(now)`` spends one."""
+    """``rate`` tokens per second, at most ``burst`` saved up. ``take(now, cost)`` spends
+    ``cost`` (default one).
+
+    A costly take is allowed once ``min(cost, burst)`` tokens are saved up and may run
+    the bucket into debt, so that a cost above the burst is still possible, and paid for
+    in full before the next take.
+    """
 
     __slots__ = ("burst", "last", "rate", "tokens")
 
@@ -22,13 +35,14 @@ class TokenBucket:
         self.tokens = float(burst)
         self.last = now
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, cost: float = 1.0) -> bool:
         tokens = self.tokens + (now - self.last) * self.rate
         self.last = now
-        if tokens > self.burst:
-            tokens = self.burst
-        if tokens >= 1.0:
-            self.tokens = tokens - 1.0
+        burst = self.burst
+        if tokens > burst:
+            tokens = burst
+        if tokens >= (cost if cost < burst else burst):
+            self.tokens = tokens - cost
             return True
         self.tokens = tokens
         return False
@@ -60,32 +74,73 @@ class FloodControl(TokenBucket):
         self.strikes: TokenBucket | None = None
         self.flooded = False
 
-    def strike(self, now: float) -> bool:
-        """Count a rate-limited message; False (and ``flooded``) when it is one too many."""
+    def strike(self, now: float, cost: float = 1.0) -> bool:
+        """Count a rate-limited message (``cost`` strikes for a costly one); False (and
+        ``flooded``) when it is one too many."""
         if self.strikes is None:
             self.strikes = TokenBucket(self.rate, self.flood_limit, now)
-        if self.strikes.take(now):
+        if self.strikes.take(now, cost):
             return True
         self.flooded = True
         return False
 
 
+def message_cost(payload: str | bytes, unit: int) -> float:
+    """The tokens a message costs: one, and one more per ``unit`` bytes (UTF-8)."""
+    size = len(payload)
+    if isinstance(payload, str) and not payload.isascii():
+        size = len(payload.encode("utf-8", "surrogatepass"))
+    return 1.0 + size // unit
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalize_origin(origin: str) -> str | None:
+    """``scheme://host:port`` (lowercase, the port always written) of an http(s)
+    origin, or None for anything else: another scheme, a path, a query, a
+    fragment, user info, a bad port. (A lone trailing ``/`` is tolerated.)"""
+    try:
+        parts = urlsplit(origin.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "?" in origin:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{scheme}://{host}:{port or _DEFAULT_PORTS[scheme]}"
+
+
 def origin_allowed(origin: str, host: str, allowed: frozenset[str]) -> bool:
     """Is a browser handshake from ``origin`` to a server reached as ``host`` allowed?
 
-    The server's own origin (same host and port as the Host header) always is;
-    so is any origin listed in ``allowed`` (``*`` allows every origin).
+    The whole origin is compared: scheme, host and port. The server's own
+    origin (http or https, with the host and port of the Host header; no port
+    there means the scheme's default) always is allowed; so is any origin
+    listed in ``allowed``, compared as ``scheme://host:port`` (``*`` allows
+    every origin). Any other origin, one with a path, or one that is not
+    http(s) is refused (a non-http entry of ``allowed`` matches only itself).
     """
     if "*" in allowed:
         return True
-    normalized = origin.strip().rstrip("/").lower()
-    if normalized in allowed:
+    normalized = normalize_origin(origin)
+    if normalized is None:
+        return origin.strip().lower() in allowed
+    if normalized in {normalize_origin(a) or a for a in allowed}:
         return True
     try:
-        netloc = urlsplit(normalized).netloc
+        own = urlsplit("//" + host.strip().lower())
+        own_port = own.port
     except ValueError:
         return False
-    return bool(netloc) and netloc == host.strip().lower()
+    if not own.hostname or own.path or "@" in own.netloc:
+        return False
+    scheme = normalized.partition("://")[0]
+    own_host = f"[{own.hostname}]" if ":" in own.hostname else own.hostname
+    return normalized == f"{scheme}://{own_host}:{own_port or _DEFAULT_PORTS[scheme]}"
 
 
 class AddressCounter:

@@ -4,7 +4,10 @@ Before the call, every state slot the function reads with ``snapshot=True`` is
 copied (``copy_value``); if the function raises, times out or is cancelled,
 each slot gets its copy back, so a function that mutated its state in place
 and then failed leaves the session exactly as it was. On success the
-function's state outputs replace the slots' values.
+function's state outputs replace the slots' values, unless the session's state
+(every slot the function touched measured again with ``state_size``, the others
+as last measured) would then pass ``max_state_bytes``: then the submit gets
+``state_too_large`` and is rolled back like a failure.
 
 Generator functions stream: each yield goes to the client as a ``partial``,
 and the last one is the result (its state is the one kept).
@@ -20,7 +23,7 @@ from typing import Any, Protocol
 
 from ..app import Function, State
 from ..app.context import Context, SessionView, _current
-from ..app.state import copy_value
+from ..app.state import copy_value, state_size
 from ..errors import BadValue, LocalProtocolError, StoreUnavailable
 from ..protocol import Code, DeltaEncoder, SubmitId, encode_error, encode_outputs
 from .runner import Runner
@@ -37,6 +40,7 @@ class Host(SessionView, Protocol):
     """What the executor needs of the session it runs a submit for."""
 
     state: dict[State, Any]
+    state_bytes: dict[State, int]
     deltas: DeltaEncoder | None
 
     def get(self, slot: State) -> Any: ...
@@ -46,11 +50,12 @@ class Host(SessionView, Protocol):
 class Executor:
     """Runs submits for every session of a server (one per server)."""
 
-    __slots__ = ("debug", "runner")
+    __slots__ = ("debug", "max_state_bytes", "runner")
 
-    def __init__(self, runner: Runner, debug: bool = False) -> None:
+    def __init__(self, runner: Runner, debug: bool = False, max_state_bytes: int = 0) -> None:
         self.runner = runner
         self.debug = debug
+        self.max_state_bytes = max_state_bytes  # 0: no budget
 
     async def execute(
         self, session: Host, id: SubmitId, function: Function, args: list[Any]
@@ -106,6 +111,11 @@ class Executor:
             _restore(session, snapshots)
             log.warning("%s raised %s: %s", function.name, type(exc).__name__, exc, exc_info=True)
             return _error(id, Code.FN_ERROR, self._describe(function, exc))
+        if self.max_state_bytes and function.slots:
+            refusal = _over_budget(session, function, new_states, self.max_state_bytes)
+            if refusal is not None:
+                _restore(session, snapshots)
+                return _error(id, Code.STATE_TOO_LARGE, refusal)
         state = session.state
         for slot, value in new_states:
             state[slot] = value
@@ -142,6 +152,45 @@ class Executor:
         if self.debug:
             text += "\n" + "".join(traceback.format_exception(exc))
         return text
+
+
+def _over_budget(
+    session: Host, function: Function, new_states: list[tuple[State, Any]], budget: int
+) -> str | None:
+    """Why committing ``new_states`` would pass the session's state budget, or None
+    (then the sizes just measured are kept for the next submit).
+
+    Every slot the function touched is measured again (it may have changed one in
+    place); the others count at their last size, kept as a running total.
+    """
+    state = session.state
+    sizes = session.state_bytes
+    total = sum(sizes.values())
+    measured: list[tuple[State, int]] = []
+    for slot in function.slots:
+        value = _ABSENT
+        for new_slot, new_value in new_states:
+            if new_slot is slot:
+                value = new_value
+                break
+        else:
+            value = state.get(slot, _ABSENT)  # read, perhaps changed in place
+        if value is _ABSENT:
+            continue
+        size = state_size(value) or 0  # (None: not measurable, not counted)
+        total += size - sizes.get(slot, 0)
+        measured.append((slot, size))
+    if total > budget:
+        return (
+            f"{function.name} would leave this session's state at {total} bytes, over its "
+            f"budget of {budget} (max_state_bytes); the state is unchanged"
+        )
+    for slot, size in measured:
+        sizes[slot] = size
+    return None
+
+
+_ABSENT: Any = object()
 
 
 def _restore(session: Host, snapshots: list[tuple[State, Any]]) -> None:

@@ -40,7 +40,7 @@ from ..protocol import (
     peek_id,
 )
 from ..settings import Settings
-from .admission import FloodControl
+from .admission import FloodControl, message_cost
 from .execution import Executor
 from .gates import Gate
 from .hub import Hub
@@ -113,6 +113,7 @@ class Session:
         "results",
         "resume_token",
         "state",
+        "state_bytes",
         "tasks",
         "topics",
     )
@@ -137,6 +138,8 @@ class Session:
         self.identity = identity
         self.deltas = DeltaEncoder() if deltas else None
         self.state: dict[State, Any] = {}
+        # Each slot's size as last measured, for the state budget (execution.py).
+        self.state_bytes: dict[State, int] = {}
         self.tasks: dict[SubmitId, asyncio.Task[None]] = {}
         # (Per-session memory: dicts as ordered sets, smaller than empty sets; the
         # slot order and the result log are made when first needed.)
@@ -144,8 +147,9 @@ class Session:
         self.topics: dict[str, None] = {}
         self._order: SlotOrder | None = None
         self.results: ResultLog | None = None
-        # Called after every finished submit (a shared store saves the session then).
-        self.on_commit: Callable[[Session], None] | None = None
+        # Called with every finished submit's final frame instead of sending it (a
+        # shared store saves the session, then sends the frame).
+        self.on_commit: Callable[[Session, bytes], None] | None = None
         self.attached = True
         self.closed = False
         self._ended = False
@@ -196,16 +200,19 @@ class Session:
         if flood.flooded:
             return
         services = self._services
-        now = self.last_active = services.loop.time()
-        if not flood.take(now):
-            self._rate_limited(payload, now)
-            return
         settings = services.settings
+        now = self.last_active = services.loop.time()
+        unit = settings.message_cost_bytes
+        cost = message_cost(payload, unit) if unit and len(payload) >= unit else 1.0
+        if not flood.take(now, cost):
+            self._rate_limited(payload, now, cost)
+            return
         try:
             message = decode_client(
                 payload,
                 max_id_length=settings.max_id_length,
                 max_topic_length=settings.max_topic_length,
+                max_depth=settings.max_message_depth,
             )
         except RemoteProtocolError as exc:
             services.refused(exc.code)
@@ -228,19 +235,41 @@ class Session:
         self._services.refused(code)
         self._send(encode_error(id, code, message, **extra))
 
-    def _rate_limited(self, payload: str | bytes, now: float) -> None:
+    def admit_frame(self, size: int) -> bool:
+        """Charge a WebSocket ping, pong or binary frame of ``size`` bytes to the
+        session's flood control, as a message; False when it is over the rate (it gets
+        no answer) and the connection is then closed if the session keeps flooding."""
+        flood = self._flood
+        if flood.flooded:
+            return False
+        unit = self._services.settings.message_cost_bytes
+        cost = 1.0 + size // unit if unit else 1.0
+        now = self._services.loop.time()
+        if flood.take(now, cost):
+            return True
+        self._strike(now, cost)
+        return False
+
+    def _strike(self, now: float, cost: float) -> bool:
+        """Count a rate-limited frame; close the connection when it is one too many."""
+        if self._flood.strike(now, cost):
+            return True
+        log.warning("closing session %s: it keeps flooding", self.id)
         services = self._services
-        if not self._flood.strike(now):
-            log.warning("closing session %s: it keeps flooding", self.id)
-            if services.metrics is not None:
-                services.metrics.closed["flooding"] += 1
-            if self._close_connection is not None:
-                self._close_connection(Close.POLICY_VIOLATION, "flooding: too many messages")
+        if services.metrics is not None:
+            services.metrics.closed["flooding"] += 1
+        if self._close_connection is not None:
+            self._close_connection(Close.POLICY_VIOLATION, "flooding: too many messages")
+        return False
+
+    def _rate_limited(self, payload: str | bytes, now: float, cost: float) -> None:
+        services = self._services
+        if not self._strike(now, cost):
             return
         retry = round(self._flood.retry_after(), 3)
         rate = services.settings.submit_rate
         self._refuse(
-            peek_id(payload),
+            peek_id(payload, services.settings.message_cost_bytes or 1 << 16),
             Code.RATE_LIMITED,
             f"over {rate:g} messages/s; retry after {retry} s",
             retry_after=retry,
@@ -285,7 +314,7 @@ class Session:
         gate = services.gate(function)
         if gate.full():
             services.refused(Code.QUEUE_FULL)
-            self._send(_queue_full(msg.id, function, gate))
+            self._send(gate.refusal(msg.id, function.name))
             return
         turn = None
         if function.slots:
@@ -302,10 +331,13 @@ class Session:
         if self.tasks.get(id) is not task:
             return  # _run finished normally and cleaned up
         del self.tasks[id]
-        if id in self._cancelling:
+        if id in self._cancelling and not self._ended:
             del self._cancelling[id]
-            if not self._ended:
-                self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
+            self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
+        else:
+            # Cancelled by the session's end before it ever ran: it still gets an answer.
+            self._cancelling.pop(id, None)
+            self._send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
         if turn is not None and self._order is not None:
             self._order.release(turn)
 
@@ -364,16 +396,18 @@ class Session:
         try:
             if turn is not None and turn[1]:
                 await SlotOrder.wait(turn)
-            if not gate.try_acquire():
-                await gate.wait(id, self._send)
+            key = self.id  # fairness between sessions: per-session caps, round robin
+            if not gate.try_acquire(key):
+                await gate.wait(id, self._send, key)
             try:
                 frame, outcome = await services.executor.execute(self, id, function, args)
             finally:
-                gate.release()
+                gate.release(key)
             self._finish(id, frame)
         except QueueFull:
             outcome = Code.QUEUE_FULL
-            self._finish(id, _queue_full(id, function, gate))
+            # Not kept for a resume: it never ran, so running a re-send is right.
+            self._send(gate.refusal(id, function.name))
         except asyncio.CancelledError:
             if id in self._cancelling and not self._ended:
                 outcome = Code.CANCELLED
@@ -395,15 +429,21 @@ class Session:
 
     def _finish(self, id: SubmitId, frame: bytes) -> None:
         """Send a submit's final frame, and keep it for a resume (bounded)."""
-        self._send(frame)
         results = self.results
         if results is None:
             if self._services.settings.resume_grace <= 0:
+                self._send(frame)
                 return
             results = self.result_log()
         results.record(id, frame)
-        if self.on_commit is not None:
-            self.on_commit(self)
+        if self.on_commit is None:
+            self._send(frame)
+        else:
+            self.on_commit(self, frame)
+
+    def deliver(self, frame: bytes) -> None:
+        """Send ``frame`` to the connection attached now (if any)."""
+        self._send(frame)
 
     # -- connection changes ------------------------------------------------------
 
@@ -413,7 +453,8 @@ class Session:
         self._send = _discard
 
     def attach(self, send: Send, *, deltas: bool, close: Callable[[int, str], None]) -> None:
-        """A resumed connection takes over this session."""
+        """A resumed connection takes over this session (under a new resume token)."""
+        self.resume_token = secrets.token_urlsafe(16)
         self._send = send
         self._close_connection = close
         self.deltas = DeltaEncoder() if deltas else None  # the client starts over too
@@ -451,14 +492,6 @@ class Session:
         tasks = list(self.tasks.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
-
-
-def _queue_full(id: SubmitId, function: Function, gate: Gate) -> bytes:
-    return encode_error(
-        id,
-        Code.QUEUE_FULL,
-        f"{function.name} has {len(gate)} submits waiting (its limit); try again later",
-    )
 
 
 def _discard(frame: bytes) -> None:

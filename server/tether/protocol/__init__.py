@@ -16,6 +16,7 @@ from .client import (
     decode_welcome,
     encode_cancel,
     encode_ping,
+    encode_resume,
     encode_submit,
     encode_subscribe,
     encode_unsubscribe,
@@ -44,6 +45,7 @@ from .messages import (
 )
 from .server import (
     decode_client,
+    decode_resume,
     encode_error,
     encode_event,
     encode_partial,
@@ -85,6 +87,7 @@ __all__ = [
     "Unsubscribed",
     "Welcome",
     "decode_client",
+    "decode_resume",
     "decode_server",
     "decode_welcome",
     "encode_cancel",
@@ -97,6 +100,7 @@ __all__ = [
     "encode_queued",
     "encode_rejection",
     "encode_result",
+    "encode_resume",
     "encode_started",
     "encode_submit",
     "encode_subscribe",

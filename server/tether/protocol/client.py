@@ -37,6 +37,7 @@ __all__ = [
     "decode_welcome",
     "encode_cancel",
     "encode_ping",
+    "encode_resume",
     "encode_submit",
     "encode_subscribe",
     "encode_unsubscribe",
@@ -60,6 +61,11 @@ _PING: Final = orjson.dumps({"type": "ping"})
 
 def encode_ping() -> bytes:
     return _PING
+
+
+def encode_resume(token: str) -> bytes:
+    """A resuming connection's first message (after connecting to ``/ws?resuming=1``)."""
+    return orjson.dumps({"type": "resume", "token": token})
 
 
 def encode_subscribe(topic: str) -> bytes:

@@ -10,7 +10,7 @@ from typing import Final
 
 __all__ = ["DELTA_COMPONENTS", "PROTOCOL_VERSION", "Close", "Code"]
 
-PROTOCOL_VERSION: Final = 6
+PROTOCOL_VERSION: Final = 7
 """The version of protocol.md this package speaks (the welcome's ``protocol``)."""
 
 DELTA_COMPONENTS: Final = frozenset({"chatbot"})
@@ -36,6 +36,8 @@ class Code(StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     RATE_LIMITED = "rate_limited"
     STORE_UNAVAILABLE = "store_unavailable"
+    STATE_TOO_LARGE = "state_too_large"
+    SESSION_HELD = "session_held"
     # Never on the wire: what the Python client raises when the connection is gone,
     # or when it came back as a new session (the old one expired meanwhile).
     CONNECTION_CLOSED = "connection_closed"
@@ -47,9 +49,11 @@ class Close(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
     INVALID_TEXT = 1007
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
     IDLE = 4001
     SLOW_CONSUMER = 4008

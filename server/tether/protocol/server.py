@@ -9,6 +9,8 @@ functions build the server's frames. protocol.md is the contract.
 
 from __future__ import annotations
 
+import re
+from itertools import chain, compress
 from typing import Any, Final
 
 import orjson
@@ -27,6 +29,7 @@ from .messages import (
 
 __all__ = [
     "decode_client",
+    "decode_resume",
     "encode_error",
     "encode_event",
     "encode_partial",
@@ -53,12 +56,18 @@ def _valid_id(value: Any, max_length: int) -> bool:
 
 
 def decode_client(
-    payload: str | bytes, *, max_id_length: int = 128, max_topic_length: int = 128
+    payload: str | bytes,
+    *,
+    max_id_length: int = 128,
+    max_topic_length: int = 128,
+    max_depth: int = 32,
 ) -> ClientMessage:
     """Decode one text frame from a client.
 
-    Raises ``RemoteProtocolError`` with code ``bad_json`` or ``bad_message``.
-    Unknown fields are ignored so that the protocol can grow.
+    Raises ``RemoteProtocolError`` with code ``bad_json`` or ``bad_message`` (also
+    for a message nesting arrays and objects deeper than ``max_depth`` levels, the
+    message object being level 1). Unknown fields are ignored so that the protocol
+    can grow.
     """
     try:
         obj = orjson.loads(payload)
@@ -68,6 +77,13 @@ def decode_client(
     if type(obj) is not dict:
         raise RemoteProtocolError(
             Code.BAD_MESSAGE, f"a message must be a JSON object, not {json_kind(obj)}"
+        )
+    if len(payload) > max_depth and _too_deep(payload, obj, max_depth):
+        id_ = obj.get("id")
+        raise RemoteProtocolError(
+            Code.BAD_MESSAGE,
+            f"the message nests arrays and objects deeper than {max_depth} levels",
+            id_ if _valid_id(id_, max_id_length) else None,
         )
     kind = obj.get("type")
     if kind == "submit":
@@ -98,6 +114,21 @@ def decode_client(
     raise RemoteProtocolError(Code.BAD_MESSAGE, f"unknown message type {kind[:64]!r}")
 
 
+def decode_resume(payload: str | bytes, max_length: int = 128) -> str | None:
+    """The token of a ``{"type": "resume", "token": ...}`` frame (a resuming
+    connection's first message), or None when the frame is not one."""
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if type(obj) is not dict or obj.get("type") != "resume":
+        return None
+    token = obj.get("token")
+    if type(token) is not str or not 0 < len(token) <= max_length:
+        return None
+    return token
+
+
 def _decode_submit(obj: dict[str, Any], max_id_length: int) -> Submit:
     id_ = obj.get("id")
     if not _valid_id(id_, max_id_length):
@@ -114,9 +145,52 @@ def _decode_submit(obj: dict[str, Any], max_id_length: int) -> Submit:
     return Submit(id_, fn, data)  # type: ignore[arg-type]  # checked by _valid_id
 
 
-def peek_id(payload: str | bytes) -> SubmitId | None:
+def _too_deep(payload: str | bytes, obj: dict[str, Any], max_depth: int) -> bool:
+    """Does ``obj`` (decoded from ``payload``) nest deeper than ``max_depth``?
+
+    Nesting that deep takes more than ``max_depth`` brackets: counting them (at C
+    speed) clears almost every message without a walk. The rest is walked one
+    level at a time, containers only, with C-level iteration, and at most
+    ``max_depth`` levels down.
+    """
+    if isinstance(payload, str):
+        openers = payload.count("[") + payload.count("{")
+    else:
+        openers = payload.count(b"[") + payload.count(b"{")
+    if openers <= max_depth:
+        return False
+    level: list[Any] = [obj]
+    is_container = _CONTAINERS.__contains__
+    for _ in range(max_depth):  # level k + 1 holds the containers at depth k + 1
+        items = list(chain.from_iterable([n.values() if type(n) is dict else n for n in level]))
+        level = list(compress(items, map(is_container, map(type, items))))
+        if not level:
+            return False
+    return True
+
+
+_CONTAINERS: Final = frozenset({list, dict})
+
+
+# A submit's id where clients put it, right after its type (peek_id of a big frame).
+_ID_PREFIX: Final = re.compile(
+    r'\s*\{\s*"type"\s*:\s*"[a-z]+"\s*,\s*"id"\s*:\s*(-?[0-9]{1,19}(?![0-9.eE])|"[^"\\]{1,128}")'
+)
+
+
+def peek_id(payload: str | bytes, max_decode: int = 1 << 16) -> SubmitId | None:
     """The ``id`` of a frame that will not be decoded in full (a rate-limited one),
-    when it has a usable one."""
+    when it has a usable one. A frame longer than ``max_decode`` is not decoded at
+    all: its id is read only from its start, where clients put it (``{"type": ...,
+    "id": ...``)."""
+    if len(payload) > max_decode:
+        head = payload[:256]
+        text = head if isinstance(head, str) else head.decode("utf-8", "replace")
+        match = _ID_PREFIX.match(text)
+        if match is None:
+            return None
+        peeked = orjson.loads(match.group(1))
+        return peeked if type(peeked) in (int, str) else None
     try:
         obj = orjson.loads(payload)
     except orjson.JSONDecodeError:

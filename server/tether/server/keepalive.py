@@ -4,7 +4,9 @@ Every ``sweep_period`` seconds: close sessions that sent nothing for
 ``idle_timeout`` seconds (4001); ping connections silent for
 ``ping_interval`` seconds, and drop those whose ping went unanswered for
 ``pong_timeout`` seconds (the session is then parked for a resume). Any
-message from the client, not only a pong, counts as an answer.
+message from the client, not only a pong, counts as an answer. A message begun
+more than ``message_timeout`` seconds ago and still unfinished closes its
+connection with 1008 (frames.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def sweep_period(settings: Settings) -> float:
         periods.append(min(settings.idle_timeout / 4, 5.0))
     if settings.ping_interval > 0:
         periods.append(min(settings.ping_interval, settings.pong_timeout) / 4)
+    if settings.message_timeout > 0:
+        periods.append(min(settings.message_timeout / 4, 5.0))
     return min(periods, default=0.0)
 
 
@@ -51,6 +55,12 @@ async def sweep(
         for session_id, conn in list(connections.items()):
             session = sessions.get(session_id)
             if session is None or conn.closed:
+                continue
+            guard = conn.guard
+            if guard is not None and guard.overdue(now):
+                # A message begun and not finished in time (frames.py).
+                metrics.closed["message_timeout"] += 1
+                conn.abort(Close.POLICY_VIOLATION, "message took too long")
                 continue
             if idle_timeout > 0 and session.last_active < now - idle_timeout:
                 metrics.closed["idle"] += 1

@@ -19,6 +19,7 @@ from aiohttp import WSMsgType, web
 from ..core.metrics import Metrics
 from ..protocol import Close
 from ..settings import Settings
+from .frames import FrameGuard
 
 __all__ = ["Connection"]
 
@@ -71,6 +72,7 @@ class Connection:
         "closed",
         "closed_by_server",
         "dead",
+        "guard",
         "heard_at",
         "metrics",
         "ping_at",
@@ -105,6 +107,8 @@ class Connection:
         self.heard_at = asyncio.get_running_loop().time()
         self.ping_at = 0.0
         self.dead = False
+        # The incoming side's frame guard (frames.py), for the sweep's message timeout.
+        self.guard: FrameGuard | None = None
 
     def send(self, frame: bytes) -> None:
         if self.closed:

@@ -95,16 +95,21 @@ async def admit(server: Server, request: web.Request) -> Any:
     settings = server.settings
     if server.stopping:
         raise web.HTTPServiceUnavailable(text="server is shutting down")
-    origin = request.headers.get("Origin")
-    if (
-        origin is not None
-        and settings.check_origin
-        and not origin_allowed(origin, request.host, server.allowed_origins)
-    ):
-        log.info("refused a handshake from origin %r", origin[:200])
-        raise web.HTTPForbidden(text="cross-origin WebSocket refused (see allow_origin)")
+    if settings.check_origin and "Origin" in request.headers:
+        origins = request.headers.getall("Origin")
+        # Two Origin headers: which one a proxy or a browser meant is anyone's guess.
+        if len(origins) != 1 or not origin_allowed(
+            origins[0], request.host, server.allowed_origins
+        ):
+            log.info("refused a handshake from origin %r", ", ".join(origins)[:200])
+            raise web.HTTPForbidden(text="cross-origin WebSocket refused (see allow_origin)")
     refusal = server.counter.refusal(request.remote or "")
-    if refusal is None and len(server.sessions) + len(server.parked) >= settings.max_sessions:
+    # Parked sessions make room for a live newcomer (the oldest ends).
+    if (
+        refusal is None
+        and len(server.sessions) + len(server.parked) >= settings.max_sessions
+        and not server.parked.evict()
+    ):
         refusal = f"the server is at its session limit ({settings.max_sessions})"
     if refusal is not None:
         raise web.HTTPServiceUnavailable(text=refusal, headers={"Retry-After": "5"})

@@ -38,6 +38,8 @@ from ..protocol import Close
 from ..settings import Settings
 from ..store import StoreBackend, backend_from_url
 from . import routes, websocket
+from .frames import IncompleteBytes
+from .handshakes import Handshakes
 from .keepalive import sweep, sweep_period
 from .outbox import Connection
 from .tuning import freeze_startup_objects, raise_open_files_limit, tune_gc
@@ -60,10 +62,14 @@ class Server:
             settings.max_connections, settings.max_connections_per_address
         )
         self.allowed_origins = settings.allowed_origins
+        # HTTP connections not (yet) upgraded, against their own caps (handshakes.py).
+        self.handshakes = Handshakes(settings, self.metrics)
+        # Bytes of WebSocket messages still arriving, over every connection (frames.py).
+        self.incomplete = IncompleteBytes(settings.incomplete_message_bytes)
         self.sessions: dict[str, Session] = {}
         # Open connections by session id (the keepalive sweep walks them).
         self.connections: dict[str, Connection] = {}
-        self.parked = ParkedSessions(settings.resume_grace, None)
+        self.parked = ParkedSessions(settings, None)
         # Handler tasks still running (shutdown waits for them).
         self.handlers: set[asyncio.Task[Any]] = set()
         self.bridge: RedisBridge | None = None
@@ -99,11 +105,11 @@ class Server:
             await self.bridge.start()
         self.runtime = Runtime(loop, backend, self.hub.publish)
         self.app.attach(self.runtime)
-        self.parked = ParkedSessions(settings.resume_grace, backend.sessions)
+        self.parked = ParkedSessions(settings, backend.sessions)
         self.services = Services(
             self.app,
             settings,
-            Executor(self.runner, settings.debug),
+            Executor(self.runner, settings.debug, settings.max_state_bytes),
             self.gate,
             self.hub,
             self.metrics,
@@ -125,6 +131,7 @@ class Server:
                 settings.max_queue if function.max_queue is None else function.max_queue,
                 settings.queue_update_interval,
                 settings.queue_notice_delay,
+                settings.max_running_per_session,
             )
         return gate
 
@@ -139,7 +146,18 @@ class Server:
         }
 
     async def _on_shutdown(self, _: web.Application) -> None:
-        """Drain: refuse new work, let running submits finish, then close with 1001."""
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Drain: refuse new work, let running submits finish, then close with 1001.
+
+        ``serve`` runs it before aiohttp's own shutdown, whose first step makes every
+        connection discard what it receives: run after it, a submit read in the
+        meantime would get no answer. Run first, every connection is read until its
+        1001 goes out, and every submit read gets its result or `shutting_down`.
+        """
+        if self.stopping:
+            return
         self.stopping = True
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -202,6 +220,8 @@ async def serve(
         shutdown_timeout=server.settings.shutdown_timeout + 5,
     )
     await runner.setup()
+    assert runner.server is not None
+    server.handshakes.install(runner.server)
     site = web.TCPSite(
         runner,
         host,
@@ -232,6 +252,10 @@ async def serve(
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+        # Stop listening, drain while every connection is still read, then let
+        # aiohttp shut down (its pre-shutdown stops reading: nothing is left to read).
+        await site.stop()
+        await server.drain()
         await runner.cleanup()
 
 

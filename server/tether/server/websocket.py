@@ -1,7 +1,9 @@
 """One WebSocket connection, from the upgrade to the end: admission, the session
-(new, resumed from this node, or claimed from another), the welcome, the read
-loop, and what happens to the session when the connection ends (parked for a
-resume after a drop, else closed).
+(new, resumed from this node, or claimed from another; a resume's token comes in
+the first message, and a resume of a session another connection holds is
+refused with ``session_held``), the welcome, the read loop, and what happens to
+the session when the connection ends (parked for a resume after a drop, else
+closed).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from aiohttp import WSMsgType, web
 
 from ..core.resume import load_record
 from ..core.session import Session
-from ..protocol import Code, encode_error, encode_welcome
+from ..protocol import Close, Code, decode_resume, encode_error, encode_welcome
+from ..store.sessions import SessionHeld
+from .frames import GuardedResponse
 from .outbox import Connection
 from .routes import admit
 
@@ -30,13 +34,19 @@ _BINARY_REFUSED = encode_error(
     None, Code.BAD_MESSAGE, "binary frames are not part of the protocol; send JSON text frames"
 )
 
+_HELD = encode_error(
+    None, Code.SESSION_HELD, "the session is held by another connection; try again later"
+)
+
 
 async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     """The handler of ``GET /ws``."""
     identity = await admit(server, request)
     settings = server.settings
     address = request.remote or ""
-    ws = web.WebSocketResponse(
+    ws = GuardedResponse(
+        settings,
+        server.incomplete,
         max_msg_size=settings.max_message_size,
         compress=settings.compression,
         timeout=settings.close_timeout,
@@ -56,24 +66,44 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     except BaseException:
         server.counter.remove(address)
         raise
+    server.handshakes.upgraded(request.protocol)
     task = asyncio.current_task()
     assert task is not None
     server.handlers.add(task)
     conn = Connection(ws, settings, request.transport, server.metrics)
+    conn.guard = ws.guard
     # (request.query is a parsed copy kept as long as the request: only if needed.)
     query = request.query if "?" in request.raw_path else _NO_QUERY
     deltas = query.get("deltas", "") in ("1", "true")
+    # The token comes in the first message (?resuming=1), out of access logs;
+    # ?resume=<token> is protocol 6's way, still accepted for one version.
     token = query.get("resume", "")
+    resuming = query.get("resuming", "") == "1" and settings.resume_grace > 0
     del query
     parked = server.parked
-    session = parked.take(token) if token else None
-    record = None
+    try:
+        if resuming:
+            token = await _resume_message(ws, settings.handshake_timeout)
+        session, record = await parked.find(token)
+    except SessionHeld:
+        # One connection holds a session: a resume while it is connected is refused.
+        # Held here? Ping its connection now: a dead one is found in pong_timeout.
+        holder = parked.holder(token)
+        held_by = server.connections.get(holder.id) if holder is not None else None
+        if held_by is not None and not held_by.ping_at:
+            held_by.ping(asyncio.get_running_loop().time())
+        conn.send(_HELD)
+        await conn.flush_and_close(Close.TRY_AGAIN_LATER, "session held", settings.close_timeout)
+        server.counter.remove(address)
+        conn.closed = True
+        conn.stop_writer()
+        await conn.wait_closed(settings.close_timeout + 2)
+        server.handlers.discard(task)
+        return ws
     resumed = session is not None
     if session is not None:
         session.attach(conn.send, deltas=deltas, close=conn.request_close)
     else:
-        if token and parked.shared:
-            record = await parked.claim(token)
         session = Session(
             server.services,
             conn.send,
@@ -84,8 +114,8 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
             id=record.get("id") if record else None,
         )
         resumed = record is not None
-    if settings.resume_grace > 0 and parked.shared:
-        session.on_commit = parked.save_soon
+    if settings.resume_grace > 0:
+        parked.hold(session)
     server.sessions[session.id] = session
     server.connections[session.id] = conn
     try:
@@ -93,12 +123,14 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
         if settings.resume_grace > 0:
             extra["resume"] = session.resume_token
             extra["resumed"] = resumed
+        if resumed and parked.shared:
+            # Held under its new token before the client learns that token.
+            await parked.saved(session, record)
         conn.send(encode_welcome(session.id, server.manifest, **extra))
         # What lives in this frame lives as long as the connection.
         del extra, token
         if record is not None:
             load_record(session, server.app, record)
-            parked.save_soon(session)
             record = None
         loop = asyncio.get_running_loop()
         # The read loop, inline: a helper coroutine would be one more frame per
@@ -110,10 +142,13 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
                 session.receive(msg.data)
             elif kind is WSMsgType.PONG:
                 conn.heard_at = loop.time()
+                session.admit_frame(len(msg.data))  # control frames count as messages
             elif kind is WSMsgType.PING:
-                await ws.pong(msg.data)
+                if session.admit_frame(len(msg.data)):
+                    await ws.pong(msg.data)
             elif kind is WSMsgType.BINARY:
-                conn.send(_BINARY_REFUSED)
+                if session.admit_frame(len(msg.data)):
+                    conn.send(_BINARY_REFUSED)
             else:  # CLOSE, CLOSING, CLOSED, ERROR
                 break
             del msg
@@ -125,6 +160,12 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
             # closing the socket under unread data (a TCP reset loses the frame).
             await conn.flush_and_close(*conn.requested_close, settings.close_timeout)
     finally:
+        if ws.guard is not None:
+            ws.guard.release()
+            if ws.guard.failed:
+                # Closed for breaking the protocol (1002, 1007, 1008, 1009; frames.py): the
+                # session ends; resuming it would only replay the fault.
+                conn.closed_by_server = True
         server.sessions.pop(session.id, None)
         server.connections.pop(session.id, None)
         server.counter.remove(address)
@@ -133,6 +174,7 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
         if _should_park(server, ws, conn):
             parked.park(session)
         else:
+            parked.release(session)
             await session.close()
             if session.on_commit is not None:
                 parked.forget(session.resume_token)
@@ -151,3 +193,16 @@ def _should_park(server: Server, ws: web.WebSocketResponse, conn: Connection) ->
     if conn.requested_close is not None or conn.closed_by_server:
         return False
     return conn.dead or ws.close_code not in (1000, 1001)
+
+
+async def _resume_message(ws: web.WebSocketResponse, limit: float) -> str:
+    """A resuming connection's first message: its token ("" when it sent none in time:
+    a fresh session)."""
+    try:
+        async with asyncio.timeout(limit):
+            msg = await ws.receive()
+    except TimeoutError:
+        return ""
+    if msg.type is not WSMsgType.TEXT:
+        return ""
+    return decode_resume(msg.data) or ""

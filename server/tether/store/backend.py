@@ -9,20 +9,20 @@ the docs, and the facade takes its operations from here.
 Every operation is atomic and maps onto one Redis command or script, so the
 in-memory backend and the Redis backend share one interface:
 
-==================  ===================================
+==================  ==================================================
 operation           Redis equivalent
-==================  ===================================
+==================  ==================================================
 get / set / delete  GET / SET / DEL
 incr                INCRBY, or a double-add script
 update(key, fn)     WATCH + GET + MULTI/SET/EXEC, retried
 list_append         RPUSH + LTRIM (one script)
 list_range          LRANGE
 lb_add              ZADD (+ ZREMRANGEBYRANK when ``keep``)
-lb_incr             ZINCRBY
+lb_incr             ZSCORE + ZADD (a script: refuses an infinite sum)
 lb_top              ZREVRANGE ... WITHSCORES
 lb_rank / lb_score  ZREVRANK / ZSCORE
 ping                PING
-==================  ===================================
+==================  ==================================================
 
 Values are JSON (stored serialised, as Redis would), so a value read from
 the store is always the caller's own copy and can never be mutated behind
@@ -44,6 +44,15 @@ contract against each:
 - Misuse (a wrong type, a count below 1, a NaN score) is a ``StoreError``
   and changes nothing; a backend that cannot be reached raises
   ``StoreUnavailable`` (an operation in flight may or may not have applied).
+- What enters is checked where it enters, so nothing stored can make an
+  encoding fail later (``checks``): values are JSON with signed 64-bit
+  integers, finite floats and at most ``checks.MAX_VALUE_DEPTH`` (128) levels
+  of nesting; scores are finite doubles (an int score is kept as the double
+  nearest it; ``plain_number`` shows it as an int only up to 2**53).
+- **Store writes are side effects: they are not rolled back.** A function that
+  writes to the store and then raises gets ``fn_error`` (its session state is
+  restored), but every store operation it completed stays applied, as in any
+  database without a transaction. Validate before writing.
 
 Session records (a parked session's state, for a resume on another node) are
 not data: they have their own interface, ``sessions.SessionRecords``, reached

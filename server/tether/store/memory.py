@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 
-from ..errors import StoreError
 from .backend import StoreBackend
 from .checks import (
     check_count,
@@ -19,9 +18,9 @@ from .checks import (
     check_lb_add,
     check_member,
     check_score,
+    checked_score,
     checked_sum,
     dumps_value,
-    nan_score_message,
     number_at,
     plain_number,
 )
@@ -134,10 +133,10 @@ class MemoryBackend(StoreBackend):
         top: int = 0,
         topic: str | None = None,
     ) -> list[tuple[str, float]]:
-        check_lb_add(member, score, keep, top, topic)
+        value = check_lb_add(member, score, keep, top, topic)
         async with self._lock:
             scores = self._boards.setdefault(board, {})
-            scores[member] = float(score)
+            scores[member] = value
             if keep is not None and len(scores) > keep:
                 for loser, _ in heapq.nsmallest(len(scores) - keep, scores.items(), key=_rank_key):
                     del scores[loser]
@@ -148,12 +147,10 @@ class MemoryBackend(StoreBackend):
 
     async def lb_incr(self, board: str, member: str, by: float = 1) -> float:
         check_member(member)
-        check_score("lb_incr: by", by)
+        step = check_score("lb_incr: by", by)
         async with self._lock:
             scores = self._boards.setdefault(board, {})
-            value = scores.get(member, 0.0) + float(by)
-            if value != value:
-                raise StoreError(nan_score_message(board, member))
+            value = checked_score(board, member, scores.get(member, 0.0) + step)
             scores[member] = value
             return value
 

@@ -4,9 +4,10 @@
 
 Each operation is one round trip: a single command, or a Lua script where
 two commands must happen together (append + trim, add + keep, the typed
-``incr``). ``update`` is the exception by nature: ``fn`` is Python, so it runs
-here between an optimistic WATCH/GET and a MULTI/SET/EXEC, and is retried
-(with a short jittered backoff) when another writer got in between. Updates
+``incr``, an ``lb_incr`` that refuses an infinite sum). ``update`` is the
+exception by nature: ``fn`` is Python, so it runs here between an optimistic
+WATCH/GET and a MULTI/SET/EXEC, and is retried (with a short jittered
+backoff) when another writer got in between. Updates
 of one key from one backend queue locally first, so the only writers that
 can make an update retry are other processes.
 
@@ -51,7 +52,7 @@ from .checks import (
     not_a_number_message,
     out_of_range_message,
 )
-from .redis_scripts import INCR, LB_ADD, LIST_APPEND
+from .redis_scripts import INCR, LB_ADD, LB_INCR, LIST_APPEND
 from .sessions import RedisSessionRecords
 
 __all__ = [
@@ -150,6 +151,7 @@ class RedisBackend(StoreBackend):
         self._incr = self._client.register_script(INCR)
         self._list_append = self._client.register_script(LIST_APPEND)
         self._lb_add = self._client.register_script(LB_ADD)
+        self._lb_incr = self._client.register_script(LB_INCR)
         self.sessions = RedisSessionRecords(self._client, namespace, self._run)
 
     shared = True
@@ -260,11 +262,12 @@ class RedisBackend(StoreBackend):
                     await pipe.watch(name)
                     raw = await pipe.get(name)
                     value = fn(default if raw is None else orjson.loads(raw))
+                    stored = dumps_value(value)  # checked before anything else is made of it
                     frame = None
                     if topic is not None:
                         frame = encode_event(topic, event(value) if event is not None else value)
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(name, dumps_value(value))
+                    pipe.set(name, stored)
                     if frame is not None:
                         pipe.publish(topic_channel(self.namespace, topic or ""), frame)
                     await pipe.execute()
@@ -311,10 +314,10 @@ class RedisBackend(StoreBackend):
         top: int = 0,
         topic: str | None = None,
     ) -> list[tuple[str, float]]:
-        check_lb_add(member, score, keep, top, topic)
+        value = check_lb_add(member, score, keep, top, topic)
         name = self._board(board)
         if keep is None and top == 0 and topic is None:
-            await self._run(self._client.zadd(name, {member: score}))
+            await self._run(self._client.zadd(name, {member: value}))
             return []
         channel = prefix = b""
         if topic is not None:
@@ -324,7 +327,7 @@ class RedisBackend(StoreBackend):
             self._lb_add(
                 keys=[name],
                 args=[
-                    repr(float(score)),
+                    repr(value),
                     member,
                     "" if keep is None else keep,
                     top,
@@ -337,14 +340,16 @@ class RedisBackend(StoreBackend):
 
     async def lb_incr(self, board: str, member: str, by: float = 1) -> float:
         check_member(member)
-        check_score("lb_incr: by", by)
+        step = check_score("lb_incr: by", by)
         try:
-            score = await self._run(self._client.zincrby(self._board(board), by, member))
+            score = await self._run(
+                self._lb_incr(keys=[self._board(board)], args=[repr(step), member])
+            )
         except StoreError as exc:
-            if isinstance(exc.__cause__, rerr.ResponseError) and "NaN" in str(exc.__cause__):
+            if str(exc.__cause__).startswith("TETHER_RANGE"):
                 raise StoreError(nan_score_message(board, member)) from None
             raise
-        return float(cast(float, score))
+        return float(_text(score))
 
     async def lb_top(self, board: str, n: int) -> list[tuple[str, float]]:
         check_count("lb_top: n", n, 0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["INCR", "LB_ADD", "LIST_APPEND"]
+__all__ = ["INCR", "LB_ADD", "LB_INCR", "LIST_APPEND"]
 
 # ARGV[1]: the increment as text; ARGV[2]: 'i' for an int increment, 'f' for a float.
 # Integers stay exact through INCRBY (the result is read back as text, since
@@ -86,4 +86,26 @@ if ARGV[5] ~= '' then
   redis.call('PUBLISH', ARGV[5], ARGV[6] .. '[' .. table.concat(scores, ',') .. ']}')
 end
 return best
+"""
+
+# ARGV[1]: the increment (a finite double, as text); ARGV[2]: member.
+# ZINCRBY would store an infinite sum (Redis refuses only NaN), which no JSON
+# encoder takes back; the sum is made here as a double, as ZINCRBY does, and
+# refused unless finite. A score already infinite (stored by an older
+# release) reads as math.huge, so adding to it is refused too.
+LB_INCR: Final = """
+local raw = redis.call('ZSCORE', KEYS[1], ARGV[2])
+local current = 0
+if raw then
+  current = tonumber(raw)
+  if current == nil then
+    current = math.huge
+  end
+end
+local value = current + tonumber(ARGV[1])
+if value ~= value or value == math.huge or value == -math.huge then
+  return redis.error_reply('TETHER_RANGE')
+end
+redis.call('ZADD', KEYS[1], string.format('%.17g', value), ARGV[2])
+return redis.call('ZSCORE', KEYS[1], ARGV[2])
 """

@@ -1,0 +1,230 @@
+"""What aiohttp's WebSocket reader lets through and RFC 6455 does not, and what it
+holds without a bound: a frame-header scanner in front of it.
+
+``FrameGuard`` sits between the connection and aiohttp's ``WebSocketReader``
+(as the protocol's payload parser) and reads only frame headers, skipping
+payloads, before handing the bytes on unchanged. It closes the connection
+
+- with 1002 for a frame the client did not mask (RFC 6455 5.1) and for a
+  close frame whose code a peer must not send (1004-1006, 1015, below 1000,
+  1016-2999, 5000 and above: RFC 6455 7.4);
+- with 1009 when the bytes of messages still being received, over every
+  connection (a shared ``IncompleteBytes``), would pass
+  ``incomplete_message_bytes``: aiohttp keeps an unfinished message's
+  fragments (and an unfinished frame's payload) until the message completes,
+  which without a bound is memory any client can pin (one message is already
+  bounded by ``max_message_size``);
+- with 1008 when a message takes longer than ``message_timeout`` from its
+  first byte to its last (checked as bytes arrive, and by the keepalive sweep
+  for a client that goes quiet mid-message: ``overdue``).
+
+A message that arrives whole within one read costs one header parse and no
+accounting. ``failed`` says the connection broke the protocol (here or in
+aiohttp's reader: 1002, 1007, 1008, 1009), so its session ends instead of
+being parked for a resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import WebSocketError, web
+
+from ..protocol import Close
+from ..settings import Settings
+
+__all__ = ["FrameGuard", "GuardedResponse", "IncompleteBytes", "valid_close_code"]
+
+_DONE = (False, b"")
+_FAILED = (True, b"")
+
+
+def valid_close_code(code: int) -> bool:
+    """May a peer send this close code (RFC 6455 7.4, and the IANA registry)?"""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+class IncompleteBytes:
+    """Bytes of messages still being received, over every connection, against a cap."""
+
+    __slots__ = ("limit", "total")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+
+
+class FrameGuard:
+    """One connection's frame-header scanner, in front of aiohttp's reader."""
+
+    __slots__ = (
+        "_budget",
+        "_fin",
+        "_head",
+        "_held",
+        "_in_data",
+        "_left",
+        "_loop",
+        "_msg",
+        "_open",
+        "_parser",
+        "_queue",
+        "_timeout",
+        "failed",
+        "started",
+    )
+
+    def __init__(self, parser: Any, queue: Any, budget: IncompleteBytes, timeout: float) -> None:
+        self._parser = parser  # aiohttp's WebSocketReader
+        self._queue = queue  # its message queue (where an error goes)
+        self._budget = budget
+        self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._head = b""  # an incomplete frame header from the last read
+        self._left = 0  # payload bytes of the current frame still to come
+        self._in_data = False  # the current frame is a data frame
+        self._fin = False  # ... and the last of its message
+        self._open = False  # a message has begun and not ended
+        self._msg = 0  # payload bytes of that message so far
+        self._held = 0  # what of them is counted in the budget
+        self.started = 0.0  # when the open message was first seen unfinished (0: none)
+        self.failed = False
+
+    def feed_eof(self) -> None:
+        self.release()
+        self._parser.feed_eof()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        if self.failed:
+            return _FAILED
+        error = self._scan(data)
+        if error is None and self._open:
+            error = self._account()
+        elif self._held:
+            self.release()
+        if error is None:
+            result: tuple[bool, bytes] = self._parser.feed_data(data)
+            if result[0]:
+                self.failed = True  # aiohttp's reader found a protocol error
+            return result
+        start, code, reason = error
+        if start > 0:
+            self._parser.feed_data(data[:start])
+        return self.fail(code, reason)
+
+    def fail(self, code: int, reason: str) -> tuple[bool, bytes]:
+        """Stop reading: the handler's ``receive`` gets the error and closes with ``code``."""
+        self.failed = True
+        self.release()
+        self._queue.set_exception(WebSocketError(code, reason))
+        return _FAILED
+
+    def release(self) -> None:
+        """Give back what the open message holds of the shared budget."""
+        self._budget.total -= self._held
+        self._held = 0
+
+    def overdue(self, now: float) -> bool:
+        """Has the open message been arriving for longer than ``message_timeout``?"""
+        return self._timeout > 0 and self.started > 0 and now - self.started > self._timeout
+
+    def _account(self) -> tuple[int, int, str] | None:
+        """A message is still open after this read: count it and bound its time."""
+        now = self._loop.time()
+        if not self.started:
+            self.started = now
+        elif self.overdue(now):
+            return 0, Close.POLICY_VIOLATION, "message took too long"
+        budget = self._budget
+        budget.total += self._msg - self._held
+        self._held = self._msg
+        if budget.total > budget.limit:
+            return 0, Close.MESSAGE_TOO_BIG, "too many bytes of unfinished messages"
+        return None
+
+    def _scan(self, data: bytes) -> tuple[int, int, str] | None:
+        """Walk the frame headers in ``data``; (offset, code, reason) of a bad frame."""
+        skip = len(self._head)
+        if skip:
+            data = self._head + data
+            self._head = b""
+        pos = 0
+        end = len(data)
+        while pos < end:
+            left = self._left
+            if left:
+                take = left if left <= end - pos else end - pos
+                pos += take
+                self._left = left - take
+                if self._in_data:
+                    self._msg += take
+                    if self._left == 0 and self._fin:
+                        self._close_message()
+                continue
+            if end - pos < 2:
+                self._head = data[pos:]
+                return None
+            first, second = data[pos], data[pos + 1]
+            if not second & 0x80:
+                return pos - skip, Close.PROTOCOL_ERROR, "client frames must be masked"
+            length = second & 0x7F
+            size = 6 if length < 126 else 8 if length == 126 else 14
+            opcode = first & 0x0F
+            if opcode == 8 and 2 <= length <= 125:
+                size += 2  # the close code, to check it
+            if end - pos < size:
+                self._head = data[pos:]
+                return None
+            if length == 126:
+                length = int.from_bytes(data[pos + 2 : pos + 4])
+            elif length == 127:
+                length = int.from_bytes(data[pos + 2 : pos + 10])
+            if opcode == 8 and 2 <= length <= 125:
+                code = ((data[pos + 6] ^ data[pos + 2]) << 8) | (data[pos + 7] ^ data[pos + 3])
+                if not valid_close_code(code):
+                    return pos - skip, Close.PROTOCOL_ERROR, f"invalid close code {code}"
+                size -= 2  # the code is payload: aiohttp reads it again
+            pos += size
+            self._left = length
+            if opcode < 8:
+                self._in_data = True
+                self._fin = bool(first & 0x80)
+                self._open = True
+                if not length and self._fin:
+                    self._close_message()
+            else:
+                self._in_data = False
+        return None
+
+    def _close_message(self) -> None:
+        self._open = False
+        self._msg = 0
+        self.started = 0.0
+
+
+class GuardedResponse(web.WebSocketResponse):
+    """A ``WebSocketResponse`` whose incoming bytes pass a ``FrameGuard`` first."""
+
+    guard: FrameGuard | None = None
+
+    def __init__(self, settings: Settings, budget: IncompleteBytes, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._budget = budget
+        self._message_timeout = settings.message_timeout
+
+    def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
+        # Bytes that came with the handshake go through the guard too: hold them back
+        # while aiohttp installs its reader, then put the guard in front of it.
+        handler = request.protocol
+        tail = handler._message_tail
+        handler._message_tail = b""
+        super()._post_start(request, protocol, writer)
+        guard = self.guard = FrameGuard(
+            self._parser, self._reader, self._budget, self._message_timeout
+        )
+        handler._payload_parser = guard
+        if tail:
+            eof, _ = guard.feed_data(tail)
+            if eof:
+                handler.close()
