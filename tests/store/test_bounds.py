@@ -1,5 +1,6 @@
-"""The memory store's bounds: the key cap (``store_max_keys``) and expired keys
-freeing their memory (``bounds.KeySpace``), on a fake clock."""
+"""The store's bounds: the memory store's key cap (``store_max_keys``) and expired
+keys freeing their memory (``bounds.KeySpace``, on a fake clock); Redis' own TTLs
+and ``maxmemory``."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 import tether
 from tests.conftest import RunningServer
+from tests.redis_server import RedisServer
+from tests.store.helpers import BOUND
+from tether.cluster.channels import board_key, list_key, value_key
 from tether.settings import Settings
 from tether.store import MemoryBackend, StoreError
 from tether.store.bounds import DEFAULT_MAX_KEYS, SWEEP_PER_WRITE
+from tether.store.redis_backend import RedisBackend
 
 
 class Clock:
@@ -132,3 +138,43 @@ def test_store_max_keys_reaches_the_apps_memory_store(
     serve_app(app, store_max_keys=2)
     assert isinstance(app.store.backend, MemoryBackend)
     assert app.store.backend.keys.max_keys == 2
+
+
+# -- Redis: its own TTLs, and maxmemory as its bound ------------------------------------
+
+
+async def test_redis_ttls_are_redis_own(redis_server: RedisServer, redis_namespace: str) -> None:
+    store = RedisBackend(redis_server.url, redis_namespace)
+    raw = redis.Redis.from_url(redis_server.url, socket_timeout=BOUND)
+    try:
+        await store.set("k", 1, ttl=60)
+        assert 0 < raw.pttl(value_key(redis_namespace, "k")) <= 60_000
+        await store.set("k", 2)
+        assert raw.pttl(value_key(redis_namespace, "k")) == -1  # SET cleared it
+        await store.list_append("k", 1)
+        assert await store.expire("k", 30)
+        assert 0 < raw.pttl(list_key(redis_namespace, "k")) <= 30_000
+        assert 0 < raw.pttl(value_key(redis_namespace, "k")) <= 30_000
+        assert raw.pttl(board_key(redis_namespace, "k")) == -2  # no board: none made
+    finally:
+        raw.close()
+        await store.close()
+
+
+async def test_a_write_past_redis_maxmemory_is_a_store_error(
+    own_redis_server: RedisServer,
+) -> None:
+    raw = redis.Redis.from_url(own_redis_server.url, socket_timeout=BOUND)
+    store = RedisBackend(own_redis_server.url, "bounded")
+    try:
+        used = int(raw.info("memory")["used_memory"])
+        raw.config_set("maxmemory-policy", "noeviction")
+        raw.config_set("maxmemory", used + (1 << 20))
+        with pytest.raises(StoreError, match="maxmemory"):
+            for i in range(10_000):
+                await store.set(f"k{i}", "x" * 1000)
+        await store.set("k0", "small")  # what is there can still be replaced
+    finally:
+        raw.config_set("maxmemory", 0)
+        raw.close()
+        await store.close()

@@ -17,6 +17,7 @@ import pytest
 
 from tests.store.helpers import BOUND
 from tether.store import Store, StoreError
+from tether.store.bounds import MAX_TTL
 
 TTL = 0.2
 
@@ -121,7 +122,9 @@ async def test_delete_ends_a_ttl_with_its_key(store: Store) -> None:
     assert await store.get("k") == 2
 
 
-@pytest.mark.parametrize("ttl", [0, -1, math.nan, math.inf, "1", True, [1]], ids=repr)
+@pytest.mark.parametrize(
+    "ttl", [0, -1, math.nan, math.inf, 1e300, MAX_TTL * 2, "1", True, [1]], ids=repr
+)
 async def test_a_bad_ttl_is_a_store_error_and_changes_nothing(store: Store, ttl: Any) -> None:
     await store.set("k", 1)
     with pytest.raises(StoreError, match="ttl must be a positive, finite number"):
@@ -129,4 +132,10 @@ async def test_a_bad_ttl_is_a_store_error_and_changes_nothing(store: Store, ttl:
     with pytest.raises(StoreError, match="ttl must be a positive, finite number"):
         await store.expire("k", ttl)
     await probe_expired(store)
+    assert await store.get("k") == 1
+
+
+async def test_the_longest_ttl_is_accepted(store: Store) -> None:
+    await store.set("k", 1, ttl=MAX_TTL)
+    assert await store.expire("k", MAX_TTL)
     assert await store.get("k") == 1

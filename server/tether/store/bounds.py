@@ -27,10 +27,13 @@ from typing import Any, Final
 
 from ..errors import StoreError
 
-__all__ = ["DEFAULT_MAX_KEYS", "SWEEP_PER_WRITE", "KeySpace", "check_ttl", "ttl_ms"]
+__all__ = ["DEFAULT_MAX_KEYS", "MAX_TTL", "SWEEP_PER_WRITE", "KeySpace", "check_ttl", "ttl_ms"]
 
 DEFAULT_MAX_KEYS: Final = 1_000_000
 """Keys (values + lists + leaderboards) the memory store holds at most by default."""
+
+MAX_TTL: Final = 100 * 365 * 86400.0
+"""The longest TTL (100 years, in seconds): Redis refuses deadlines far beyond it."""
 
 SWEEP_PER_WRITE: Final = 16
 """Expired keys a write frees at most on its way (more when it meets the cap)."""
@@ -44,9 +47,12 @@ def check_ttl(what: str, ttl: Any, *, optional: bool = False) -> float | None:
         isinstance(ttl, bool)
         or not isinstance(ttl, (int, float))
         or not math.isfinite(ttl)
-        or not ttl > 0
+        or not 0 < ttl <= MAX_TTL
     ):
-        raise StoreError(f"{what} must be a positive, finite number of seconds, not {ttl!r}")
+        raise StoreError(
+            f"{what} must be a positive, finite number of seconds (at most {MAX_TTL:.0f}), "
+            f"not {ttl!r}"
+        )
     return float(ttl)
 
 
