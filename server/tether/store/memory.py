@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from .backend import StoreBackend
+from .bounds import DEFAULT_MAX_KEYS, KeySpace, check_ttl
 from .checks import (
     check_count,
     check_increment,
@@ -39,25 +40,49 @@ class MemoryBackend(StoreBackend):
     sessions = None
     publisher: Callable[[str, Any], None] | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_keys: int | None = DEFAULT_MAX_KEYS) -> None:
         self._lock = asyncio.Lock()
         self._values: dict[str, bytes] = {}
         self._lists: dict[str, deque[bytes]] = {}
         self._boards: dict[str, dict[str, float]] = {}
+        # Deadlines and the key cap (``max_keys``, None: no cap): bounds.KeySpace.
+        spaces: dict[str, dict[str, Any]] = {
+            "value": self._values,
+            "list": self._lists,
+            "board": self._boards,
+        }
+        self.keys = KeySpace(spaces, max_keys)
 
     async def get(self, key: str, default: Any = None) -> Any:
+        self.keys.live("value", key)
         raw = self._values.get(key)
         return default if raw is None else orjson.loads(raw)
 
-    async def set(self, key: str, value: Any) -> None:
+    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         raw = dumps_value(value)
+        seconds = check_ttl("set: ttl", ttl, optional=True)
         async with self._lock:
+            self.keys.admit("value", key)
             self._values[key] = raw
+            self.keys.expire("value", key, seconds)
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        seconds = check_ttl("expire: ttl", ttl)
+        async with self._lock:
+            found = False
+            for kind, space in self.keys.spaces.items():
+                self.keys.live(kind, key)
+                if key in space:
+                    self.keys.expire(kind, key, seconds)
+                    found = True
+            return found
 
     async def delete(self, key: str) -> bool:
         async with self._lock:
             found = False
-            for space in (self._values, self._lists, self._boards):
+            for kind, space in self.keys.spaces.items():
+                self.keys.live(kind, key)
+                self.keys.forget(kind, key)
                 if space.pop(key, None) is not None:
                     found = True
             return found
@@ -65,6 +90,7 @@ class MemoryBackend(StoreBackend):
     async def incr(self, key: str, by: int | float = 1) -> int | float:
         check_increment(by)
         async with self._lock:
+            self.keys.admit("value", key)
             raw = self._values.get(key)
             current = 0 if raw is None else number_at(key, orjson.loads(raw))
             value = checked_sum(key, current + by)
@@ -81,10 +107,12 @@ class MemoryBackend(StoreBackend):
         event: Callable[[Any], Any] | None = None,
     ) -> Any:
         async with self._lock:
+            self.keys.admit("value", key)
             raw = self._values.get(key)
             current = default if raw is None else orjson.loads(raw)
             value = fn(current)
             self._values[key] = dumps_value(value)
+            self.keys.forget("value", key)  # a new value, as Redis' SET: no TTL
             if topic is not None:
                 self._publish(topic, event(value) if event is not None else value)
             return value
@@ -95,6 +123,7 @@ class MemoryBackend(StoreBackend):
         check_count("list_append: maxlen", maxlen, 1, optional=True)
         raw = dumps_value(value)
         async with self._lock:
+            self.keys.admit("list", key)
             items = self._lists.get(key)
             if items is None:
                 items = self._lists[key] = deque()
@@ -114,6 +143,7 @@ class MemoryBackend(StoreBackend):
     async def list_range(self, key: str, start: int = 0, stop: int = -1) -> list[Any]:
         check_index(start)
         check_index(stop)
+        self.keys.live("list", key)
         items = list(self._lists.get(key, ()))
         # Redis LRANGE semantics: both ends inclusive, negative from the end.
         n = len(items)
@@ -135,6 +165,7 @@ class MemoryBackend(StoreBackend):
     ) -> list[tuple[str, float]]:
         value = check_lb_add(member, score, keep, top, topic)
         async with self._lock:
+            self.keys.admit("board", board)
             scores = self._boards.setdefault(board, {})
             scores[member] = value
             if keep is not None and len(scores) > keep:
@@ -149,6 +180,7 @@ class MemoryBackend(StoreBackend):
         check_member(member)
         step = check_score("lb_incr: by", by)
         async with self._lock:
+            self.keys.admit("board", board)
             scores = self._boards.setdefault(board, {})
             value = checked_score(board, member, scores.get(member, 0.0) + step)
             scores[member] = value
@@ -156,11 +188,13 @@ class MemoryBackend(StoreBackend):
 
     async def lb_top(self, board: str, n: int) -> list[tuple[str, float]]:
         check_count("lb_top: n", n, 0)
+        self.keys.live("board", board)
         scores = self._boards.get(board, {})
         return heapq.nlargest(n, scores.items(), key=_rank_key)
 
     async def lb_rank(self, board: str, member: str) -> int | None:
         check_member(member)
+        self.keys.live("board", board)
         scores = self._boards.get(board, {})
         if member not in scores:
             return None
@@ -169,6 +203,7 @@ class MemoryBackend(StoreBackend):
 
     async def lb_score(self, board: str, member: str) -> float | None:
         check_member(member)
+        self.keys.live("board", board)
         return self._boards.get(board, {}).get(member)
 
     async def ping(self) -> bool:
