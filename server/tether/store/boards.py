@@ -80,6 +80,5 @@ class Board:
         """The best ``n`` ``(member, score)`` pairs, best first."""
         if n <= 0:
             return []
-        size = len(self._order)
-        start = max(size - n, 0)
-        return [(member, score) for score, member in self._order.islice(start, size, reverse=True)]
+        best = self._order[max(len(self._order) - n, 0) :]
+        return [(member, score) for score, member in reversed(best)]
