@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import orjson
 
 from .backend import StoreBackend
+from .boards import Board
 from .bounds import DEFAULT_MAX_KEYS, KeySpace, check_ttl
 from .checks import (
     check_count,
@@ -44,7 +44,7 @@ class MemoryBackend(StoreBackend):
         self._lock = asyncio.Lock()
         self._values: dict[str, bytes] = {}
         self._lists: dict[str, deque[bytes]] = {}
-        self._boards: dict[str, dict[str, float]] = {}
+        self._boards: dict[str, Board] = {}
         # Deadlines and the key cap (``max_keys``, None: no cap): bounds.KeySpace.
         spaces: dict[str, dict[str, Any]] = {
             "value": self._values,
@@ -166,12 +166,11 @@ class MemoryBackend(StoreBackend):
         value = check_lb_add(member, score, keep, top, topic)
         async with self._lock:
             self.keys.admit("board", board)
-            scores = self._boards.setdefault(board, {})
-            scores[member] = value
-            if keep is not None and len(scores) > keep:
-                for loser, _ in heapq.nsmallest(len(scores) - keep, scores.items(), key=_rank_key):
-                    del scores[loser]
-            best = heapq.nlargest(top, scores.items(), key=_rank_key) if top > 0 else []
+            scores = self._boards.setdefault(board, Board())
+            scores.set(member, value)
+            if keep is not None:
+                scores.keep(keep)
+            best = scores.top(top)
             if topic is not None:
                 self._publish(topic, [plain_number(s) for _, s in best])
             return best
@@ -181,38 +180,32 @@ class MemoryBackend(StoreBackend):
         step = check_score("lb_incr: by", by)
         async with self._lock:
             self.keys.admit("board", board)
-            scores = self._boards.setdefault(board, {})
-            value = checked_score(board, member, scores.get(member, 0.0) + step)
-            scores[member] = value
+            scores = self._boards.setdefault(board, Board())
+            current = scores.score(member)
+            value = checked_score(board, member, (0.0 if current is None else current) + step)
+            scores.set(member, value)
             return value
 
     async def lb_top(self, board: str, n: int) -> list[tuple[str, float]]:
         check_count("lb_top: n", n, 0)
         self.keys.live("board", board)
-        scores = self._boards.get(board, {})
-        return heapq.nlargest(n, scores.items(), key=_rank_key)
+        scores = self._boards.get(board)
+        return [] if scores is None else scores.top(n)
 
     async def lb_rank(self, board: str, member: str) -> int | None:
         check_member(member)
         self.keys.live("board", board)
-        scores = self._boards.get(board, {})
-        if member not in scores:
-            return None
-        mine = _rank_key((member, scores[member]))
-        return sum(1 for item in scores.items() if _rank_key(item) > mine)
+        scores = self._boards.get(board)
+        return None if scores is None else scores.rank(member)
 
     async def lb_score(self, board: str, member: str) -> float | None:
         check_member(member)
         self.keys.live("board", board)
-        return self._boards.get(board, {}).get(member)
+        scores = self._boards.get(board)
+        return None if scores is None else scores.score(member)
 
     async def ping(self) -> bool:
         return True
 
     async def close(self) -> None:
         return None
-
-
-def _rank_key(item: tuple[str, float]) -> tuple[float, str]:
-    # Redis orders equal scores by member, and ZREVRANGE reverses both.
-    return (item[1], item[0])
