@@ -150,7 +150,12 @@ class Store:
 
         The memory backend's operations never suspend: they run here, in the
         calling thread, under the lock the loop takes too (``MemoryBackend.
-        run_inline``). Other backends' run on the loop, waited for here."""
+        run_inline``). Other backends' run on the loop, waited for here: on Redis
+        the operation is a network round trip anyway (the loop hop adds one
+        thread switch to it), and a blocking twin of every operation (its scripts,
+        ``update``'s WATCH retries, its error mapping) would be a second copy to
+        keep in step; measured, the demo's score/chat ratio on Redis is about
+        0.45 with the hop (0.39 before the memory change)."""
         loop = self._loop
         if loop is None or loop.is_closed():
             coro.close()
