@@ -163,8 +163,12 @@ class MemoryBackend(StoreBackend):
         except RuntimeError:  # a worker thread: the loop hands it out
             self._events.append((topic, data))
             if not self._drain_scheduled and self.loop is not None:
-                self._drain_scheduled = True
-                self.loop.call_soon_threadsafe(self._drain)
+                self._drain_scheduled = True  # before: the loop may drain at once
+                try:
+                    self.loop.call_soon_threadsafe(self._drain)
+                except RuntimeError:  # the loop is closed
+                    self._drain_scheduled = False
+                    raise
             return
         if self._events:  # worker threads' earlier events go first
             self._events.append((topic, data))
