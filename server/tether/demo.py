@@ -11,14 +11,17 @@ everyone (demo constants, not server settings: they are this app's choices):
 - at most ``MAX_ROOMS`` chat rooms exist at once (``create_app(max_rooms=)``);
   a ``join_room`` that would create one more is refused and changes nothing.
   A room keeps its last ``ROOM_HISTORY`` messages, and gives all its data back
-  when its last member leaves.
+  when its last member leaves; its data also expires after ``ROOM_TTL`` seconds
+  without a join or a message (``create_app(room_ttl=)``), so a room whose
+  members never left (their node died) does not keep it forever.
 
 Rooms are kept as ``rooms`` (a value: ``{room: [epoch, sessions in it]}``), and
 per room ``presence:<room>:<epoch>`` (``{session: name}``) and the list
 ``history:<room>:<epoch>``. A join counts itself in first (refused there when
 the room would be one too many), a leave counts itself out last; the leave
 that takes a room's count to 0 removes the room from ``rooms`` and deletes its
-two keys. A room created again gets a new epoch, so a late delete of the old
+two keys. Each join, message and leave gives those keys ``ROOM_TTL`` again
+(``store.expire``). A room created again gets a new epoch, so a late delete of the old
 room's keys can never touch the new room's data.
 """
 
@@ -42,6 +45,7 @@ MAX_SCORE = 2**53 - 1  # beyond it a whole score is no longer exact (in a double
 ROOMS = "rooms"
 MAX_ROOMS = 1000
 ROOM_HISTORY = 100
+ROOM_TTL = 24 * 3600.0  # seconds an idle room's presence and history are kept
 MAX_NAME = 40
 MAX_ROOM = 40
 MAX_MESSAGE = 2000
@@ -96,8 +100,9 @@ def _presence(members: dict[str, str]) -> dict[str, Any]:
     return {"kind": "presence", "members": sorted(set(members.values()), key=str.lower)}
 
 
-def create_app(*, max_rooms: int = MAX_ROOMS) -> App:
-    """A fresh demo app with its own (empty) store; at most ``max_rooms`` rooms at once."""
+def create_app(*, max_rooms: int = MAX_ROOMS, room_ttl: float = ROOM_TTL) -> App:
+    """A fresh demo app with its own (empty) store; at most ``max_rooms`` rooms at once,
+    whose data expires ``room_ttl`` seconds after their last join, message or leave."""
     app = App("tether demo", topics=[LEADERBOARD, "room:*"])
 
     @app.function(inputs=["text", "state"], outputs=["chatbot", "state"])
@@ -185,6 +190,7 @@ def create_app(*, max_rooms: int = MAX_ROOMS) -> App:
         await app.store.update(
             presence_key(room, epoch), without, {}, topic=room_topic(room), event=_presence
         )
+        await app.store.expire(presence_key(room, epoch), room_ttl)  # update cleared it
         return found
 
     async def leave(session_id: str, where: dict[str, str]) -> None:
@@ -214,6 +220,8 @@ def create_app(*, max_rooms: int = MAX_ROOMS) -> App:
                 topic=room_topic(room),
                 event=_presence,
             )
+            await app.store.expire(presence_key(room, epoch), room_ttl)
+            await app.store.expire(history_key(room, epoch), room_ttl)
             history = await app.store.list_range(history_key(room, epoch), -ROOM_HISTORY, -1)
         except BaseException:
             # The session's state goes back to before the join: so must its count, or
@@ -245,6 +253,7 @@ def create_app(*, max_rooms: int = MAX_ROOMS) -> App:
             ROOM_HISTORY,
             topic=room_topic(where["room"]),
         )
+        await app.store.expire(history_key(where["room"], where["epoch"]), room_ttl)
         return message, where
 
     @app.function(inputs=[membership], outputs=["json", membership])

@@ -39,6 +39,12 @@ class Settings:
         "Prefix of every Redis key and channel of this app (default: from the app title).",
         "",
     )
+    store_max_keys: int = _doc(
+        "Keys (values, lists and leaderboards) the memory store holds at most; a write that "
+        "would create one more is a `StoreError` (expired keys do not count). With Redis, "
+        "its `maxmemory` is the bound.",
+        1_000_000,
+    )
     max_message_size: int = _doc(
         "Largest incoming WebSocket message; a bigger one closes the connection with 1009.",
         1 << 20,

@@ -202,3 +202,27 @@ def test_no_more_than_max_rooms_exist_and_all_are_freed_when_the_attacker_leaves
                 newcomer = stack.enter_context(tether.connect_sync(running.ws_url))
                 assert newcomer.submit("join_room", "New", f"fresh {i}")["members"] == ["New"]
     assert _settle(keys, 1) == 1
+
+
+def test_an_idle_room_expires_even_when_its_members_never_left(
+    serve_app: Callable[..., RunningServer],
+) -> None:
+    # A node that died never counts its members out: the room's data still expires.
+    app = create_app(max_rooms=MAX_ROOMS, room_ttl=0.3)
+    running = serve_app(app)
+    backend = app.store.backend
+    assert isinstance(backend, MemoryBackend)
+    with tether.connect_sync(running.ws_url) as member:
+        member.submit("join_room", "Ann", "lobby")
+        member.submit("say", "hi")
+        assert running.call(lambda: backend.keys.expiring) == 2  # presence and history
+
+        def swept() -> int:
+            backend.keys.sweep()
+            return len(backend.keys)
+
+        def left() -> int:
+            return int(running.call(swept))
+
+        assert _settle(left, 1) == 1  # only the registry (the member is still counted in it)
+        assert member.submit("join_room", "Ann", "lobby")["history"] == []

@@ -46,7 +46,7 @@ def serving(
 
 def test_store_and_store_sync_offer_exactly_the_backend_protocols_operations() -> None:
     store = Store()
-    assert len(OPERATIONS) == 12
+    assert len(OPERATIONS) == 13  # with expire
     for name in OPERATIONS:
         assert callable(getattr(store, name)), name
         assert callable(getattr(store.sync, name)), name

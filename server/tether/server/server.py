@@ -36,7 +36,7 @@ from ..core.session import Services, Session
 from ..errors import AppError
 from ..protocol import Close
 from ..settings import Settings
-from ..store import StoreBackend, backend_from_url
+from ..store import MemoryBackend, StoreBackend, backend_from_url
 from . import routes, websocket
 from .frames import IncompleteBytes
 from .handshakes import Handshakes
@@ -98,6 +98,8 @@ class Server:
         self.manifest = self.app.manifest()
         self.hub.bind(loop)
         backend = self.app.store.backend
+        if isinstance(backend, MemoryBackend):
+            backend.keys.max_keys = settings.store_max_keys
         if settings.store != "memory://":
             namespace = settings.namespace or app_namespace(self.app.title)
             backend = self._own_backend = backend_from_url(settings.store, namespace=namespace)

@@ -12,7 +12,8 @@ in-memory backend and the Redis backend share one interface:
 ==================  ==================================================
 operation           Redis equivalent
 ==================  ==================================================
-get / set / delete  GET / SET / DEL
+get / set / delete  GET / SET (PX with ``ttl``) / DEL
+expire              PEXPIRE (on the value, list and leaderboard)
 incr                INCRBY, or a double-add script
 update(key, fn)     WATCH + GET + MULTI/SET/EXEC, retried
 list_append         RPUSH + LTRIM (one script)
@@ -36,6 +37,15 @@ contract against each:
 - Leaderboards order by score, highest first; equal scores by member, the
   greater member (by code point, which is UTF-8 byte order) first: the order
   of Redis' ZREVRANGE. ``keep`` drops from the other end of the same order.
+- Keys can expire (``set(..., ttl=)``, ``expire``), as in Redis: an expired
+  key is gone for every operation. Replacing a value (``set`` without
+  ``ttl``, ``update``) clears its TTL; changing one in place (``incr``,
+  ``list_append``, ``lb_add``, ``lb_incr``) keeps it; ``delete`` ends it.
+- The memory store holds at most ``store_max_keys`` keys (a server setting;
+  values, lists and leaderboards each count, expired keys do not): a write
+  that would create one more is a ``StoreError`` and changes nothing, while
+  writes to existing keys go on. Redis' bound is its own ``maxmemory`` (with
+  ``noeviction``, a write past it is refused, also as a ``StoreError``).
 - Lists, values and leaderboards are separate key spaces: ``delete`` removes
   all three, and the same name can be a value and a list at once (in Redis,
   one prefix per kind: ``cluster/channels.py``).
@@ -88,8 +98,22 @@ class StoreBackend(Protocol):
         """The value at ``key`` (the caller's own copy), or ``default`` when there is none."""
         ...
 
-    async def set(self, key: str, value: Any) -> None:
-        """Store ``value`` (JSON-serialisable) at ``key``, replacing what was there."""
+    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value`` (JSON-serialisable) at ``key``, replacing what was there.
+
+        With ``ttl`` (seconds, a positive finite number; Redis rounds it up to
+        whole milliseconds) the value expires that long from now; without, it
+        never expires (a TTL the old value had is cleared, as Redis' SET).
+        """
+        ...
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        """Make the value, the list and the leaderboard named ``key`` expire ``ttl``
+        seconds from now (a positive finite number); True if any of them existed.
+
+        A later ``expire`` moves the deadline; ``set`` without ``ttl`` (or
+        ``update``) clears the value's, ``delete`` removes the keys at once.
+        """
         ...
 
     async def delete(self, key: str) -> bool:

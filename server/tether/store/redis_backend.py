@@ -40,6 +40,7 @@ from ..cluster.channels import board_key, check_namespace, list_key, topic_chann
 from ..errors import StoreError, StoreUnavailable
 from ..protocol import encode_event, event_prefix
 from .backend import StoreBackend
+from .bounds import check_ttl, ttl_ms
 from .checks import (
     check_count,
     check_increment,
@@ -193,9 +194,24 @@ class RedisBackend(StoreBackend):
         raw = await self._run(self._client.get(self._value(key)))
         return default if raw is None else orjson.loads(raw)
 
-    async def set(self, key: str, value: Any) -> None:
+    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         raw = dumps_value(value)
-        await self._run(self._client.set(self._value(key), raw))
+        seconds = check_ttl("set: ttl", ttl, optional=True)
+        px = None if seconds is None else ttl_ms(seconds)
+        await self._run(self._client.set(self._value(key), raw, px=px))
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        ms = ttl_ms(check_ttl("expire: ttl", ttl) or 0.0)
+        names = (self._value(key), self._list(key), self._board(key))
+
+        async def pexpire_all() -> list[Any]:
+            async with self._client.pipeline(transaction=True) as pipe:
+                for name in names:
+                    pipe.pexpire(name, ms)
+                return await pipe.execute()
+
+        done = await self._run(pexpire_all())
+        return any(done)
 
     async def delete(self, key: str) -> bool:
         names = (self._value(key), self._list(key), self._board(key))

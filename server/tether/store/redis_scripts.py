@@ -15,7 +15,8 @@ __all__ = ["INCR", "LB_ADD", "LB_INCR", "LIST_APPEND"]
 # Integers stay exact through INCRBY (the result is read back as text, since
 # Lua numbers are doubles). Anything involving a float is added here as a
 # double, like Python does (INCRBYFLOAT uses long doubles and prints 3.0 as
-# "3", which would read back as an int), and stored in its shortest exact form.
+# "3", which would read back as an int), and stored in its shortest exact form
+# (KEEPTTL: an incr keeps the key's TTL, as INCRBY does).
 INCR: Final = """
 local raw = redis.call('GET', KEYS[1])
 if ARGV[2] == 'i' and (not raw or string.match(raw, '^%-?%d+$')) then
@@ -44,7 +45,7 @@ end
 if not string.find(text, '[%.e]') then
   text = text .. '.0'
 end
-redis.call('SET', KEYS[1], text)
+redis.call('SET', KEYS[1], text, 'KEEPTTL')
 return text
 """
 
