@@ -70,9 +70,6 @@ class Hub:
         for topic in list(subscriber.topics):
             self.unsubscribe(subscriber, topic)
 
-    def subscriber_count(self, topic: str) -> int:
-        return len(self._subscribers.get(topic, ()))
-
     def topic_count(self) -> int:
         return len(self._subscribers)
 
