@@ -839,6 +839,15 @@ class RoomPanel {
       h("div", { class: "actions" }, this.joinButton),
       this.joinError,
     );
+    // Who is in the room named in the form, live (its presence is the room
+    // topic's current value, protocol 8), before joining it.
+    this.previewEl = h("p", { class: "room-preview muted", "aria-live": "polite" });
+    this.joinForm.append(this.previewEl);
+    this.preview = null; // {topic, subscription}
+    this.roomInput.addEventListener("input", () => {
+      clearTimeout(this.previewTimer);
+      this.previewTimer = setTimeout(() => this.followPreview(), 300);
+    });
 
     const topicTitleId = uid("title");
     this.topicTitle = h("h3", { id: topicTitleId });
@@ -920,10 +929,37 @@ class RoomPanel {
       this.view,
     );
     this.offEvent = client.on("event", ({ topic, data }) => this.onEvent(topic, data));
+    this.followPreview();
   }
 
   destroy() {
     this.offEvent();
+    this.stopPreview();
+  }
+
+  followPreview() {
+    const room = this.roomInput.value.trim();
+    const topic = room ? `room:${room}` : null;
+    if (this.joined || this.preview?.topic === topic) return;
+    this.stopPreview();
+    this.previewEl.textContent = "";
+    if (!topic) return;
+    const subscription = client.subscribe(topic, (data) => {
+      if (data?.kind !== "presence" || !Array.isArray(data.members)) return;
+      const names = data.members.filter((m) => typeof m === "string");
+      this.previewEl.textContent = names.length
+        ? `In ${room} now: ${names.join(", ")}`
+        : `Nobody is in ${room} now.`;
+    });
+    subscription.ready.catch(() => {});
+    this.preview = { topic, subscription };
+  }
+
+  stopPreview() {
+    clearTimeout(this.previewTimer);
+    if (!this.preview) return;
+    this.preview.subscription.unsubscribe();
+    this.preview = null;
   }
 
   async join(name, room, { rejoin = false } = {}) {
@@ -941,6 +977,7 @@ class RoomPanel {
     const topic = `room:${room}`;
     const joining = { topic, events: [] };
     this.joining = joining;
+    this.stopPreview(); // the session follows the room it joins (server side)
     this.joinButton.disabled = true;
     this.joinButton.textContent = "Joining…";
     try {
@@ -960,6 +997,7 @@ class RoomPanel {
       this.joinError.hidden = false;
       this.view.hidden = true;
       this.joinForm.hidden = false;
+      this.followPreview();
     } finally {
       if (this.joining === joining) this.joining = null;
       this.joinButton.disabled = false;
@@ -1093,6 +1131,7 @@ class RoomPanel {
     this.joinForm.hidden = false;
     this.nameInput.focus();
     if (joined) await client.submit("leave_room").catch(() => {});
+    if (!this.joined && !this.joining) this.followPreview();
   }
 
   newSession() {

@@ -1,4 +1,4 @@
-// tether.js: the browser client of a tether server (protocol 1 to 7).
+// tether.js: the browser client of a tether server (protocol 1 to 8).
 //
 //   import { connect } from "/static/tether.js";
 //   const client = connect();                 // ws(s)://<this host>/ws?deltas=1
@@ -9,7 +9,7 @@
 // to this file; protocol.md at the repository root is the wire contract.
 
 /** The highest protocol version this client understands (the server's PROTOCOL_VERSION). */
-export const PROTOCOL = 7;
+export const PROTOCOL = 8;
 
 /** Codes this client produces itself; the server's codes are in protocol.md. */
 export const Codes = Object.freeze({
@@ -343,6 +343,7 @@ export class TetherClient {
     this._inflight = new Map(); // id -> fn, until the server's last word (for deltas)
     this._bases = new Map(); // "fn\0index" -> last chatbot value (per connection)
     this._handlers = new Map(); // topic -> Set(handler)
+    this._values = new Map(); // topic -> {seq, data}: its current value (protocol 8), until unsubscribed
     this._topicWaiters = new Map(); // topic -> [{resolve, reject}]
     this._subscribeOrder = []; // topics sent in subscribe messages, oldest first
     this._pongs = []; // ping waiters, in the order the pings were sent
@@ -616,13 +617,14 @@ export class TetherClient {
         this._pending.get(message.id)?._started();
         break;
       case "event":
-        this._event(message.topic, message.data);
+        this._event(message);
         break;
       case "subscribed":
         this._topicAnswered(message.topic, null);
         break;
       case "unsubscribed":
         this._subscribeOrder = this._subscribeOrder.filter((t) => t !== message.topic);
+        this._values.delete(message.topic);
         break;
       case "pong":
         this._pong();
@@ -879,6 +881,15 @@ export class TetherClient {
       else if (!this._subscribeOrder.includes(topic)) this._topicAnswered(topic, null);
       // else: the subscribe on the wire answers this one too
     }
+    const value = this._values.get(topic);
+    if (!fresh && value) {
+      // A later handler of a topic already followed gets its current value too.
+      queueMicrotask(() => {
+        if (subscription.active && this._values.get(topic) === value) {
+          this._call(handler, value.data, topic, { seq: value.seq, current: true });
+        }
+      });
+    }
     return subscription;
   }
 
@@ -890,6 +901,7 @@ export class TetherClient {
     else handlers.clear();
     if (handlers.size > 0) return;
     this._handlers.delete(topic);
+    this._values.delete(topic);
     this._topicAnswered(topic, new TetherError(Codes.CANCELLED, "unsubscribed", { topic }));
     if (this.connected && this.protocol >= 2) {
       try {
@@ -949,14 +961,27 @@ export class TetherClient {
     for (const topic of this._handlers.keys()) this._sendSubscribe(topic);
   }
 
-  _event(topic, data) {
-    this._emit("event", { topic, data });
-    for (const handler of [...(this._handlers.get(topic) || [])]) {
-      try {
-        handler(data, topic);
-      } catch (error) {
-        report(error);
-      }
+  _event(message) {
+    const { topic, data, seq } = message;
+    const current = message.current === true;
+    if (typeof seq === "number") {
+      // A change of the topic's current value (protocol 8): never one older
+      // than, or the same as, the value this client has (a current value sent
+      // again after a reconnect, or a change that raced it).
+      const known = this._values.get(topic);
+      if (known && seq <= known.seq) return;
+      this._values.set(topic, { seq, data });
+    }
+    const info = { seq: typeof seq === "number" ? seq : null, current };
+    this._emit("event", { topic, data, ...info });
+    for (const handler of [...(this._handlers.get(topic) || [])]) this._call(handler, data, topic, info);
+  }
+
+  _call(handler, data, topic, info) {
+    try {
+      handler(data, topic, info);
+    } catch (error) {
+      report(error);
     }
   }
 

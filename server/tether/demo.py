@@ -177,6 +177,9 @@ def create_app(*, max_rooms: int = MAX_ROOMS, room_ttl: float = ROOM_TTL) -> App
         if entry is None or entry[0] != epoch:
             await app.store.delete(presence_key(room, epoch))
             await app.store.delete(history_key(room, epoch))
+            # Nor does its presence outlive it as the topic's current value. (A room
+            # made again at this moment shows nobody until its next presence change.)
+            app.forget(room_topic(room))
 
     async def drop(session_id: str, room: str, epoch: str) -> bool:
         """Take the session out of the room's presence; True if it was there."""

@@ -71,6 +71,21 @@ class Settings:
         "the event loop to hand them out; a thread publishing beyond it waits.",
         4 << 20,
     )
+    max_retained_topics: int = _doc(
+        "Topics whose current value (a retained publish, `store.update`/`lb_add` with a "
+        "topic) one process keeps when the store is in memory; past it the least recently "
+        "changed is forgotten.",
+        10_000,
+    )
+    max_retained_bytes: int = _doc(
+        "Bytes of current values one process keeps when the store is in memory; past it "
+        "the least recently changed are forgotten.",
+        64 << 20,
+    )
+    retained_ttl: float = _doc(
+        "Seconds a topic's current value is kept in Redis after its last change.",
+        24 * 3600.0,
+    )
     max_id_length: int = _doc("Longest string accepted as a submit id.", 128)
     max_queue: int = _doc(
         "Submits that may wait for a function's concurrency limit (per function, unless "
@@ -279,6 +294,10 @@ class Settings:
             raise SettingsError("namespace must not contain ':'")
         if self.publish_backlog_bytes < 1:
             raise SettingsError("publish_backlog_bytes must be at least 1")
+        if self.max_retained_topics < 1 or self.max_retained_bytes < 1:
+            raise SettingsError("max_retained_topics and max_retained_bytes must be at least 1")
+        if not self.retained_ttl > 0:
+            raise SettingsError("retained_ttl must be positive")
         if self.submit_rate <= 0 or self.submit_burst < 1:
             raise SettingsError("submit_rate must be positive and submit_burst at least 1")
         if self.max_message_depth < 2:

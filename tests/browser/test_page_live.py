@@ -49,6 +49,37 @@ def test_a_score_submitted_in_one_context_appears_live_in_the_others_scores_regi
     expect(leaderboard(watcher)).to_have_text(["99", "42", "7"])
 
 
+def test_a_page_opened_after_scores_were_posted_shows_them_without_any_new_submit(
+    pages: Pages, demo: RunningServer
+) -> None:
+    player = pages.open(demo.url)
+    for score in (42, 7, 99, 3):
+        run_score(player, score)
+    late = pages.open(demo.url)  # nobody scores after this
+    expect(leaderboard(late)).to_have_text(["99", "42", "7"])
+    expect(panel(late, "scores")).not_to_contain_text("Waiting for the first update")
+
+
+def test_before_joining_the_room_form_shows_who_is_in_the_room_now(
+    pages: Pages, demo: RunningServer
+) -> None:
+    ann = pages.open(demo.url)
+    room = panel(ann, "chat room")
+    room.get_by_label("name", exact=True).fill("Ann")
+    room.get_by_label("room", exact=True).fill("lobby")
+    room.get_by_role("button", name="Join").click()
+    expect(panel(ann, "room:lobby")).to_be_visible()
+    visitor = pages.open(demo.url)  # opened after Ann joined; the form names the lobby
+    form = panel(visitor, "chat room")
+    expect(form).to_contain_text("In lobby now: Ann")
+    form.get_by_label("room", exact=True).fill("attic")
+    expect(form).not_to_contain_text("In lobby now")
+    form.get_by_label("room", exact=True).fill("lobby")
+    expect(form).to_contain_text("In lobby now: Ann")
+    panel(ann, "room:lobby").get_by_role("button", name="Leave").click()
+    expect(form).to_contain_text("Nobody is in lobby now.")
+
+
 def test_scores_stay_live_after_the_server_restarts(
     pages: Pages, demo_process: DemoProcess
 ) -> None:

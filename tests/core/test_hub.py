@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tether.core.hub import Hub
-from tether.protocol import encode_event
+from tether.protocol import encode_event, retained_event
 
 
 class Inbox:
@@ -85,3 +85,131 @@ def test_a_thread_waiting_to_publish_is_released_when_the_server_stops(loop):
     thread.join(10)
     assert not thread.is_alive()
     assert len(errors) == 1 and "served" in str(errors[0])
+
+
+# -- current values (protocol 8) -----------------------------------------------------
+
+
+def decoded(inbox: Inbox) -> list[dict]:
+    return [orjson.loads(frame) for frame in inbox.frames]
+
+
+def test_a_new_subscriber_gets_the_current_value_first_then_every_change(loop):
+    hub = Hub()
+    hub.bind(loop)
+    early = Inbox()
+    hub.subscribe(early, "scores")
+    hub.publish("scores", [1], retain=True)
+    hub.publish("scores", [2, 1], retain=True)
+    late = Inbox()
+    hub.subscribe(late, "scores")
+    hub.publish("scores", [3, 2, 1], retain=True)
+    seen_early, seen_late = decoded(early), decoded(late)
+    assert [e["data"] for e in seen_early] == [[1], [2, 1], [3, 2, 1]]
+    assert not any(e.get("current") for e in seen_early)
+    assert seen_late[0]["current"] is True and seen_late[0]["data"] == [2, 1]
+    assert seen_late[0]["seq"] == seen_early[1]["seq"]  # the same change, flagged current
+    assert seen_late[1:] == seen_early[2:]
+    seqs = [e["seq"] for e in seen_early]
+    assert seqs == sorted(set(seqs))
+
+
+def test_a_topic_without_a_retained_publish_sends_nothing_on_subscribe(loop):
+    hub = Hub()
+    hub.bind(loop)
+    hub.publish("chatter", "hi")  # a stream item: no seq, not kept
+    inbox = Inbox()
+    hub.subscribe(inbox, "chatter")
+    assert inbox.frames == [] and hub.retained_count() == 0
+    hub.publish("chatter", "there")
+    assert decoded(inbox) == [{"type": "event", "topic": "chatter", "data": "there"}]
+
+
+def test_subscribing_again_to_a_followed_topic_sends_no_second_current_value(loop):
+    hub = Hub()
+    hub.bind(loop)
+    hub.publish("t", 1, retain=True)
+    inbox = Inbox()
+    hub.subscribe(inbox, "t")
+    hub.subscribe(inbox, "t")
+    assert len(inbox.frames) == 1
+
+
+def test_current_values_are_bounded_by_count_and_bytes_least_recently_changed_first(loop):
+    hub = Hub(max_topics=2, max_bytes=10_000)
+    hub.bind(loop)
+    for topic in ("a", "b", "c"):
+        hub.publish(topic, topic, retain=True)
+    assert hub.retained_count() == 2 and hub.evicted == 1
+    forgotten, kept = Inbox(), Inbox()
+    hub.subscribe(forgotten, "a")
+    hub.subscribe(kept, "c")
+    assert forgotten.frames == [] and decoded(kept)[0]["data"] == "c"
+    hub.publish("big", "x" * 20_000, retain=True)  # alone over max_bytes: kept, others go
+    assert hub.retained_count() == 1
+
+
+def test_a_forgotten_topics_next_value_still_has_a_higher_seq(loop):
+    hub = Hub(max_topics=1)
+    hub.bind(loop)
+    inbox = Inbox()
+    hub.subscribe(inbox, "a")
+    hub.publish("a", 1, retain=True)
+    hub.publish("b", 1, retain=True)  # "a" is forgotten
+    hub.publish("a", 2, retain=True)
+    first, second = decoded(inbox)
+    assert second["seq"] > first["seq"]
+
+
+def test_retained_publishes_from_a_thread_keep_their_order_and_the_last_is_current(loop):
+    hub = Hub()
+    hub.bind(loop)
+    early = Inbox()
+    hub.subscribe(early, "n")
+    thread = threading.Thread(target=lambda: [hub.publish("n", i, retain=True) for i in range(50)])
+    thread.start()
+    thread.join()
+    loop.run_until_complete(asyncio.sleep(0))  # the loop hands them out
+    assert [e["data"] for e in decoded(early)] == list(range(50))
+    late = Inbox()
+    hub.subscribe(late, "n")
+    assert decoded(late) == [{**decoded(early)[-1], "current": True}]
+
+
+def test_on_a_cluster_changes_during_the_fetch_are_held_back_and_the_newest_is_current():
+    # The fetch stands in for Redis only in timing: the hub is given a reader,
+    # as the bridge gives it one, and changes arrive while the read is out.
+    async def scenario() -> tuple[list[dict], list[dict]]:
+        hub = Hub()
+        hub.bind(asyncio.get_running_loop())
+        release = asyncio.Event()
+        fetches = []
+
+        async def fetch(topic: str) -> bytes | None:
+            fetches.append(topic)
+            await release.wait()
+            return retained_event(topic, 5, b'"five"')  # what Redis held at the read
+
+        hub.fetch_current = fetch
+        early = Inbox()
+        hub.subscribe(early, "t")
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.sleep(0.01)  # early's fetch done: nothing newer came
+        late, later = Inbox(), Inbox()
+        release.clear()
+        hub.subscribe(late, "t")
+        hub.subscribe(later, "t")  # joins the same read
+        await asyncio.sleep(0)
+        hub.deliver("t", retained_event("t", 6, b'"six"'))  # arrives during the read
+        release.set()
+        await asyncio.sleep(0.01)
+        hub.deliver("t", retained_event("t", 7, b'"seven"'))
+        assert fetches == ["t", "t"]
+        assert decoded(later) == decoded(late)
+        return decoded(early), decoded(late)
+
+    early, late = asyncio.run(scenario())
+    flags = [(e["seq"], e.get("current", False)) for e in early]
+    assert flags == [(5, True), (6, False), (7, False)]
+    assert [(e["seq"], e.get("current", False)) for e in late] == [(6, True), (7, False)]

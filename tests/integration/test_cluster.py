@@ -23,6 +23,7 @@ import websockets
 import tether
 from tests.conftest import free_port
 from tests.redis_server import RedisServer
+from tether.protocol import encode_resume
 
 APP = textwrap.dedent(
     """
@@ -190,7 +191,9 @@ async def test_a_session_resumes_on_another_node_after_its_node_is_killed(cluste
         last = orjson.loads(await ws.recv())
     a.kill()
     # Held by node a until its lease runs out (session_held, 1013 meanwhile).
-    resumed, hello = await resume_when_free(b.ws_url + "?resume=" + welcome["resume"])
+    resumed, hello = await resume_when_free(
+        b.ws_url + "?resuming=1", encode_resume(welcome["resume"]).decode()
+    )
     assert hello["resumed"] is True and hello["session"] == welcome["session"]
     await resumed.send(
         orjson.dumps({"type": "submit", "id": 1, "fn": "chat", "data": ["two"]}).decode()
@@ -203,8 +206,8 @@ async def test_a_session_resumes_on_another_node_after_its_node_is_killed(cluste
     assert [m for m, _ in history] == ["one", "two", "three"]
     await resumed.close()
     # The token was used: it cannot resume a second time elsewhere.
-    async with websockets.connect(a.ws_url.replace(str(a.port), str(b.port)) + "?resume="
-                                  + welcome["resume"]) as again:  # fmt: skip
+    async with websockets.connect(b.ws_url + "?resuming=1") as again:
+        await again.send(encode_resume(welcome["resume"]).decode())
         assert orjson.loads(await again.recv())["resumed"] is False
 
 

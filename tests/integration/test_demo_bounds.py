@@ -109,8 +109,27 @@ def _data_keys(
         return sum(
             1
             for key in raw.scan_iter(match=f"{namespace}:*", count=1000)
-            if b":session:" not in key and b":node:" not in key  # records and node leases
+            # (session records, node leases and topics' current values aside)
+            if b":session:" not in key and b":node:" not in key and b":current:" not in key
         )
+
+
+def _current_values(redis_server: RedisServer | None, namespace: str) -> int:
+    """How many topics' current values Redis holds (none: the memory store's are the hub's)."""
+    if redis_server is None:
+        return 0
+    with redis.Redis.from_url(redis_server.url, socket_timeout=BOUND) as raw:
+        return sum(1 for _ in raw.scan_iter(match=f"{namespace}:current:*", count=1000))
+
+
+class KeyCount:
+    def __init__(self, count: Callable[[], int], current: Callable[[], int], on_redis: bool):
+        self._count = count
+        self.current = current
+        self.on_redis = on_redis
+
+    def __call__(self) -> int:
+        return self._count()
 
 
 def _settle(count: Callable[[], int], expected: int) -> int:
@@ -126,15 +145,22 @@ def _settle(count: Callable[[], int], expected: int) -> int:
 @pytest.fixture
 def rooms_server(
     serve_app: Callable[..., RunningServer], store_args: tuple[str, str, RedisServer | None]
-) -> Iterator[tuple[RunningServer, Callable[[], int]]]:
+) -> Iterator[tuple[RunningServer, KeyCount]]:
     url, namespace, redis_server = store_args
     app = create_app(max_rooms=MAX_ROOMS)
     running = serve_app(app, store=url, namespace=namespace)
-    yield running, lambda: _data_keys(running, app, namespace, redis_server)
+    yield (
+        running,
+        KeyCount(
+            lambda: _data_keys(running, app, namespace, redis_server),
+            lambda: _current_values(redis_server, namespace),
+            redis_server is not None,
+        ),
+    )
 
 
 def test_rooms_give_their_data_back_when_the_last_member_leaves(
-    rooms_server: tuple[RunningServer, Callable[[], int]],
+    rooms_server: tuple[RunningServer, KeyCount],
 ) -> None:
     running, keys = rooms_server
     with tether.connect_sync(running.ws_url) as bystander:
@@ -149,7 +175,11 @@ def test_rooms_give_their_data_back_when_the_last_member_leaves(
                 assert info["history"] == [] and info["members"] == ["Mallory"]
                 attacker.submit("say", "x" * 2000)
                 assert keys() == steady + 2  # this room's presence and history, no more
+                # Nor do room topics' current values pile up (on Redis they are keys).
+                assert keys.current() <= 2  # the lobby's and this room's
         assert _settle(keys, steady) == steady
+        lobby = 1 if keys.on_redis else 0  # the lobby's (on memory: the hub's, not keys)
+        assert _settle(keys.current, lobby) == lobby
         # The lobby kept its data; a room that was freed starts afresh.
         assert [m["text"] for m in bystander.submit("join_room", "Ann", "lobby")["history"]] == [
             "hi"
@@ -163,7 +193,7 @@ def test_rooms_give_their_data_back_when_the_last_member_leaves(
 
 
 def test_no_more_than_max_rooms_exist_and_all_are_freed_when_the_attacker_leaves(
-    rooms_server: tuple[RunningServer, Callable[[], int]],
+    rooms_server: tuple[RunningServer, KeyCount],
 ) -> None:
     running, keys = rooms_server
     with tether.connect_sync(running.ws_url) as bystander:

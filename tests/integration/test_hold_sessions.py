@@ -70,9 +70,11 @@ async def test_a_resume_while_the_owner_is_connected_is_refused_on_any_node(two_
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(clone.recv(), 10)
         assert clone.close_code == 1013
-        # The deprecated ?resume= is refused alike.
+        # Protocol 6's ?resume=<token> is gone (protocol 8): a fresh session.
         legacy = await websockets.connect(node.ws_url + "?resume=" + welcome["resume"])
-        assert orjson.loads(await legacy.recv())["code"] == "session_held"
+        fresh = orjson.loads(await legacy.recv())
+        assert fresh["type"] == "welcome" and fresh["resumed"] is False
+        assert fresh["session"] != welcome["session"]
         await legacy.close()
     # The owner was not disturbed.
     assert await chat(owner, 2, "still mine") == ["mine", "still mine"]
@@ -150,7 +152,9 @@ async def test_every_acknowledged_turn_survives_kill_9_of_its_node(cluster):
             seen = await chat(ws, i, text)
         assert seen == turns
         a.kill()  # right after the third result
-        resumed, hello = await resume_when_free(b.ws_url + "?resume=" + welcome["resume"])
+        resumed, hello = await resume_when_free(
+            b.ws_url + "?resuming=1", resume_message(welcome["resume"])
+        )
         assert hello["resumed"] is True, hello
         assert await chat(resumed, 3, "after") == [*turns, "after"]
         await resumed.close()

@@ -12,6 +12,7 @@ import websockets
 
 import tether
 from tether import App
+from tether.protocol import encode_resume
 
 
 def counting_app() -> tuple[App, dict[str, Any]]:
@@ -79,7 +80,8 @@ async def test_a_re_sent_submit_id_after_a_resume_gets_the_stored_result(serve_a
     await ws.send('{"type":"submit","id":"once","fn":"note","data":["x"]}')
     first = orjson.loads(await ws.recv())
     ws.transport.abort()
-    again = await websockets.connect(srv.ws_url + "?resume=" + welcome["resume"])
+    again = await websockets.connect(srv.ws_url + "?resuming=1")
+    await again.send(encode_resume(welcome["resume"]).decode())
     resumed = orjson.loads(await again.recv())
     assert resumed["resumed"] is True and resumed["session"] == welcome["session"]
     await again.send('{"type":"submit","id":"once","fn":"note","data":["x"]}')
@@ -90,10 +92,22 @@ async def test_a_re_sent_submit_id_after_a_resume_gets_the_stored_result(serve_a
     assert seen["runs"] == 2
 
 
+async def test_a_token_in_the_url_resumes_nothing_since_protocol_8(serve_app):
+    app, _ = counting_app()
+    srv = serve_app(app)
+    ws = await websockets.connect(srv.ws_url)
+    welcome = orjson.loads(await ws.recv())
+    ws.transport.abort()
+    async with websockets.connect(srv.ws_url + "?resume=" + welcome["resume"]) as legacy:
+        fresh = orjson.loads(await legacy.recv())
+    assert fresh["resumed"] is False and fresh["session"] != welcome["session"]
+
+
 async def test_a_forged_or_expired_token_gives_a_fresh_session(serve_app):
     app, seen = counting_app()
     srv = serve_app(app, resume_grace=0.3)
-    async with websockets.connect(srv.ws_url + "?resume=forged") as ws:
+    async with websockets.connect(srv.ws_url + "?resuming=1") as ws:
+        await ws.send(encode_resume("forged").decode())
         assert orjson.loads(await ws.recv())["resumed"] is False
     ws = await websockets.connect(srv.ws_url)
     welcome = orjson.loads(await ws.recv())
@@ -102,7 +116,8 @@ async def test_a_forged_or_expired_token_gives_a_fresh_session(serve_app):
     while welcome["session"] not in seen["ended"]:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
-    async with websockets.connect(srv.ws_url + "?resume=" + welcome["resume"]) as late:
+    async with websockets.connect(srv.ws_url + "?resuming=1") as late:
+        await late.send(encode_resume(welcome["resume"]).decode())
         fresh = orjson.loads(await late.recv())
         assert fresh["resumed"] is False and fresh["session"] != welcome["session"]
 

@@ -99,7 +99,8 @@ def faulty_rooms_app(fault: str) -> App:
     - ``duplicate``: every message is published twice;
     - ``drop``: every third message is never published;
     - ``alone``: join_room lists only the joiner as the room's members;
-    - ``late``: join_room publishes presence before subscribing the joiner to the room.
+    - ``late``: join_room publishes presence before subscribing the joiner to the room,
+      as a plain event (not the topic's current value, which a late subscriber would get).
     """
     app = App("faulty rooms", topics=["room:*"])
     membership = State(default=None, name="membership")
@@ -109,6 +110,12 @@ def faulty_rooms_app(fault: str) -> App:
         return {"kind": "presence", "members": sorted(set(members.values()))}
 
     async def set_presence(room: str, change: Callable[[dict[str, str]], dict[str, str]]) -> Any:
+        if fault == "late":
+            members = await app.store.update(
+                f"presence:{room}", lambda members: change(members or {}), {}
+            )
+            app.publish(f"room:{room}", presence(members))
+            return members
         return await app.store.update(
             f"presence:{room}",
             lambda members: change(members or {}),

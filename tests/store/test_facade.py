@@ -32,7 +32,10 @@ def serving(
     what is published through it."""
     published: list[tuple[str, Any]] = []
     runtime = Runtime(
-        loop, backend or store.backend, lambda topic, data: published.append((topic, data))
+        loop,
+        backend or store.backend,
+        lambda topic, data, retain: published.append((topic, data)),
+        lambda topic: None,
     )
     store.attach(runtime)
     try:

@@ -22,10 +22,12 @@ class Capture:
 
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
+        self.retained: list[bool] = []  # per event: does it change the topic's current value
         self.arrived = asyncio.Event()
 
-    def add(self, topic: str, data: Any) -> None:
+    def add(self, topic: str, data: Any, retain: bool = False) -> None:
         self.events.append((topic, data))
+        self.retained.append(retain)
         self.arrived.set()
 
     async def wait_for(self, count: int) -> list[tuple[str, Any]]:
@@ -66,7 +68,7 @@ async def backend_and_events(
                 assert frame["type"] == "event"
                 assert message["channel"].decode() == topic_channel(namespace, frame["topic"])
                 assert channel_topic(namespace, message["channel"]) == frame["topic"]
-                capture.add(frame["topic"], frame["data"])
+                capture.add(frame["topic"], frame["data"], "seq" in frame)
 
     task = asyncio.create_task(listen())
     yield redis_backend, capture
@@ -86,6 +88,7 @@ async def test_lb_add_returns_the_top_n_and_publishes_their_scores_in_change_ord
     assert top == [("cy", 30.0), ("ann", 10.0)]
     events = await capture.wait_for(3)
     assert events == [("scores", [10]), ("scores", [10, 2.5]), ("scores", [30, 10])]
+    assert capture.retained == [True, True, True]  # each is the topic's current value
 
 
 async def test_lb_add_with_a_topic_needs_a_top(backend_and_events: Events) -> None:
@@ -102,6 +105,7 @@ async def test_list_append_publishes_the_appended_value(backend_and_events: Even
         ("room:x", {"text": "hi"}),
         ("room:x", {"text": "there"}),
     ]
+    assert capture.retained == [False, False]  # items of a stream, not a value
 
 
 async def test_update_publishes_the_new_value_or_its_event(backend_and_events: Events) -> None:
@@ -111,6 +115,7 @@ async def test_update_publishes_the_new_value_or_its_event(backend_and_events: E
         "p", lambda m: {**m, "b": "Bob"}, {}, topic="t", event=lambda m: sorted(m.values())
     )
     assert await capture.wait_for(2) == [("t", {"a": "Ann"}), ("t", ["Ann", "Bob"])]
+    assert capture.retained == [True, True]
 
 
 async def test_concurrent_publishing_updates_publish_every_state_in_order(

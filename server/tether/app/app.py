@@ -78,16 +78,28 @@ class App:
     def topic_allowed(self, topic: str) -> bool:
         return any(fnmatch.fnmatchcase(topic, pattern) for pattern in self.topics)
 
-    def publish(self, topic: str, data: Any) -> None:
+    def publish(self, topic: str, data: Any, *, retain: bool = False) -> None:
         """Send ``data`` to every subscriber of ``topic``; callable from sync or async code.
 
         Delivery is at most once: a subscriber that is gone, or too slow to keep
-        its send queue bounded, misses the event.
+        its send queue bounded, misses the event. With ``retain=True``, ``data``
+        is also the topic's *current value*: a session that subscribes later
+        gets it at once, then every later change (protocol 8; on a cluster the
+        value is kept in Redis, for ``retained_ttl`` after its last change).
         """
         runtime = self._runtime
         if runtime is None:
             raise RuntimeError("app.publish() works only while the app is being served")
-        runtime.publish(topic, data)
+        runtime.publish(topic, data, retain)
+
+    def forget(self, topic: str) -> None:
+        """``topic`` has no current value any more: a later subscriber gets none until
+        the next retained publish (subscribers now are not told). For a topic whose
+        data is gone, so that its value does not outlive it (e.g. a freed room)."""
+        runtime = self._runtime
+        if runtime is None:
+            raise RuntimeError("app.forget() works only while the app is being served")
+        runtime.forget(topic)
 
     @property
     def runtime(self) -> Runtime | None:

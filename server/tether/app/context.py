@@ -24,7 +24,7 @@ class SessionView(Protocol):
     def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> None: ...
     def subscribe_server_side(self, topic: str) -> None: ...
     def unsubscribe_server_side(self, topic: str) -> None: ...
-    def publish(self, topic: str, data: Any) -> None: ...
+    def publish(self, topic: str, data: Any, retain: bool = False) -> None: ...
 
 
 class Context:
@@ -57,8 +57,9 @@ class Context:
     def unsubscribe(self, topic: str) -> None:
         self._session.call_on_loop(self._session.unsubscribe_server_side, topic)
 
-    def publish(self, topic: str, data: Any) -> None:
-        self._session.publish(topic, data)
+    def publish(self, topic: str, data: Any, *, retain: bool = False) -> None:
+        """``app.publish``: ``retain=True`` also makes ``data`` the topic's current value."""
+        self._session.publish(topic, data, retain)
 
 
 _current: ContextVar[Context] = ContextVar("tether_context")

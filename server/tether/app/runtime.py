@@ -23,5 +23,8 @@ __all__ = ["Runtime"]
 class Runtime:
     loop: asyncio.AbstractEventLoop
     backend: StoreBackend
-    # Publish ``data`` to every subscriber of a topic (from the loop or any thread).
-    publish: Callable[[str, Any], None]
+    # Publish ``data`` to every subscriber of a topic (from the loop or any
+    # thread): ``publish(topic, data, retain)``; ``retain``: also its current value.
+    publish: Callable[[str, Any, bool], None]
+    # Forget a topic's current value (from the loop or any thread).
+    forget: Callable[[str], None]

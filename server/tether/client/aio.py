@@ -83,6 +83,7 @@ class Client:
         self._handlers: dict[str, Callable[[Any], Any]] = {}
         self._events: dict[str, deque[Any]] = {}
         self._event_signal = asyncio.Event()
+        self._seqs: dict[str, int] = {}  # topic -> seq of the current value it has
         self.subscribed: set[str] = set()
         self.dropped_events = 0
         self._closed_error: TetherError | None = None
@@ -190,6 +191,9 @@ class Client:
         """Subscribe to ``topic``; resolves once the server confirms.
 
         Events go to ``handler(data)`` if given, else wait for ``next_event``.
+        A topic with a current value (protocol 8: the demo's ``scores``) sends
+        it first, then every change; a change not newer than the value this
+        client has is dropped.
         Raises ``TetherError('forbidden_topic')`` if the app does not allow it.
         """
         if handler is not None:
@@ -349,13 +353,20 @@ class Client:
                 call = self._pending.get(id)
                 if call is not None:
                     call.position = None
-            case Event(topic, data):
+            case Event(topic, data, seq):
+                if seq is not None:
+                    # A change of the topic's current value (protocol 8): drop one
+                    # not newer than the value this client has.
+                    if seq <= self._seqs.get(topic, -1):
+                        return
+                    self._seqs[topic] = seq
                 self._on_event(topic, data)
             case Subscribed(topic):
                 self.subscribed.add(topic)
                 self._resolve_topic(topic, None)
             case Unsubscribed(topic):
                 self.subscribed.discard(topic)
+                self._seqs.pop(topic, None)
                 self._resolve_topic(topic, None)
             case Error(id, code, message, topic):
                 error = TetherError(code, message, id)

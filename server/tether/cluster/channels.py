@@ -7,6 +7,9 @@ For a namespace ``ns`` (one per app, default ``tether``)::
     ns:lb:<board>       a leaderboard (sorted set)           board_key
     ns:session:<token>  a resumable session's record         session_key
     ns:topic:<topic>    a topic's pub/sub channel            topic_channel
+    ns:current:<topic>  a topic's current value (hash)       current_key
+    ns:marker:<node>    a node's marker channel              marker_channel
+    ns:node:<node>      present while a node is alive        node_key
 
 Each kind has its own prefix, so a value, a list and a board may share a
 name and no user key can collide with another kind's key. A namespace may
@@ -30,7 +33,9 @@ __all__ = [
     "board_key",
     "channel_topic",
     "check_namespace",
+    "current_key",
     "list_key",
+    "marker_channel",
     "node_key",
     "session_key",
     "topic_channel",
@@ -79,6 +84,16 @@ def node_key(namespace: str, node: str) -> str:
 def topic_channel(namespace: str, topic: str) -> str:
     """The pub/sub channel a topic's events are published on (by every node)."""
     return f"{namespace}:topic:{topic}"
+
+
+def current_key(namespace: str, topic: str) -> str:
+    """A topic's current value (a hash: ``seq``, ``frame``), next to the data it describes."""
+    return f"{namespace}:current:{topic}"
+
+
+def marker_channel(namespace: str, node: str) -> str:
+    """Where a node's current-value reads publish their markers (outside ``topic_pattern``)."""
+    return f"{namespace}:marker:{node}"
 
 
 def topic_pattern(namespace: str) -> str:

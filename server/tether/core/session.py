@@ -175,8 +175,8 @@ class Session:
         """Queue a frame to this session's client (the hub's subscriber interface)."""
         self._send(frame)
 
-    def publish(self, topic: str, data: Any) -> None:
-        self._services.app.publish(topic, data)
+    def publish(self, topic: str, data: Any, retain: bool = False) -> None:
+        self._services.app.publish(topic, data, retain=retain)
 
     def call_on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn`` on the session's loop: now if we are on it, else as soon as possible."""
@@ -376,8 +376,8 @@ class Session:
         hub = self._services.hub
         if hub is None or self.closed:
             return
-        hub.subscribe(self, topic)
         self._send(encode_subscribed(topic))
+        hub.subscribe(self, topic)  # then the topic's current value, if it has one
 
     def unsubscribe_server_side(self, topic: str) -> None:
         hub = self._services.hub

@@ -48,6 +48,7 @@ from .server import (
     decode_resume,
     encode_error,
     encode_event,
+    encode_event_data,
     encode_partial,
     encode_pong,
     encode_queued,
@@ -56,9 +57,13 @@ from .server import (
     encode_started,
     encode_subscribed,
     encode_welcome,
+    event_as_current,
     event_prefix,
+    event_seq,
     json_kind,
     peek_id,
+    retained_event,
+    retained_event_parts,
 )
 
 __all__ = [
@@ -93,6 +98,7 @@ __all__ = [
     "encode_cancel",
     "encode_error",
     "encode_event",
+    "encode_event_data",
     "encode_outputs",
     "encode_partial",
     "encode_ping",
@@ -107,7 +113,11 @@ __all__ = [
     "encode_subscribed",
     "encode_unsubscribe",
     "encode_welcome",
+    "event_as_current",
     "event_prefix",
+    "event_seq",
     "json_kind",
     "peek_id",
+    "retained_event",
+    "retained_event_parts",
 ]

@@ -106,7 +106,7 @@ _DECODERS: Final[dict[str, Callable[[dict[str, Any]], ServerMessage]]] = {
     "result": lambda o: Result(o["id"], o["data"]),
     "error": _error,
     "partial": lambda o: Partial(o["id"], o["data"]),
-    "event": lambda o: Event(o["topic"], o.get("data")),
+    "event": lambda o: Event(o["topic"], o.get("data"), o.get("seq"), o.get("current") is True),
     "queued": lambda o: Queued(o["id"], o["position"]),
     "started": lambda o: Started(o["id"]),
     "subscribed": lambda o: Subscribed(o["topic"]),

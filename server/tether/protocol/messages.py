@@ -148,6 +148,11 @@ class Event:
 
     topic: str
     data: Any
+    # Protocol 8: an event that changes the topic's current value has a ``seq``
+    # (increasing within the topic); ``current`` marks the current value a
+    # subscriber gets first. Events that are not values have neither.
+    seq: int | None = None
+    current: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ __all__ = [
     "decode_resume",
     "encode_error",
     "encode_event",
+    "encode_event_data",
     "encode_partial",
     "encode_pong",
     "encode_queued",
@@ -40,9 +41,13 @@ __all__ = [
     "encode_started",
     "encode_subscribed",
     "encode_welcome",
+    "event_as_current",
     "event_prefix",
+    "event_seq",
     "json_kind",
     "peek_id",
+    "retained_event",
+    "retained_event_parts",
 ]
 
 _PING: Final = Ping()
@@ -290,6 +295,47 @@ def encode_event(topic: str, data: Any) -> bytes:
         return orjson.dumps({"type": "event", "topic": topic, "data": data})
     except orjson.JSONEncodeError as exc:
         raise LocalProtocolError(f"event data cannot be sent as JSON: {exc}") from None
+
+
+def encode_event_data(data: Any) -> bytes:
+    """An event's ``data`` as JSON, for ``retained_event`` (``LocalProtocolError`` if it
+    cannot be sent)."""
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError as exc:
+        raise LocalProtocolError(f"event data cannot be sent as JSON: {exc}") from None
+
+
+# A change of a topic's current value: ``seq`` first, so that a frame read back
+# from Redis tells its kind and order from its first bytes.
+_RETAINED_HEAD: Final = b'{"type":"event","seq":'
+_CURRENT: Final = b'"current":true,'
+
+
+def retained_event_parts(topic: str) -> tuple[bytes, bytes]:
+    """``(head, tail)``: ``head + seq + tail + data + b"}"`` is a change of ``topic``'s
+    current value (for the Redis store, whose scripts make the ``seq``)."""
+    return _RETAINED_HEAD, b',"topic":' + orjson.dumps(topic) + b',"data":'
+
+
+def retained_event(topic: str, seq: int, data: bytes) -> bytes:
+    """A change of ``topic``'s current value to ``data`` (JSON), its ``seq``-th."""
+    return b'%s%d,"topic":%s,"data":%s}' % (_RETAINED_HEAD, seq, orjson.dumps(topic), data)
+
+
+def event_seq(frame: bytes) -> int | None:
+    """The ``seq`` of a change of a current value; None for any other frame."""
+    if not frame.startswith(_RETAINED_HEAD):
+        return None
+    end = frame.index(b",", len(_RETAINED_HEAD))
+    return int(frame[len(_RETAINED_HEAD) : end])
+
+
+def event_as_current(frame: bytes) -> bytes:
+    """The change ``frame`` (``retained_event``) as the current value a new subscriber
+    gets first: the same event with ``"current": true``."""
+    end = frame.index(b",", len(_RETAINED_HEAD)) + 1
+    return frame[:end] + _CURRENT + frame[end:]
 
 
 def encode_subscribed(topic: str, subscribed: bool = True) -> bytes:

@@ -56,7 +56,11 @@ class Server:
         self.app = app
         self.settings = settings = settings or Settings.from_env()
         self.runner = Runner(settings)
-        self.hub = Hub(settings.publish_backlog_bytes)
+        self.hub = Hub(
+            settings.publish_backlog_bytes,
+            max_topics=settings.max_retained_topics,
+            max_bytes=settings.max_retained_bytes,
+        )
         self.metrics = Metrics()
         self.counter = AddressCounter(
             settings.max_connections, settings.max_connections_per_address
@@ -102,10 +106,14 @@ class Server:
             backend.keys.max_keys = settings.store_max_keys
         if settings.store != "memory://":
             namespace = settings.namespace or app_namespace(self.app.title)
-            backend = self._own_backend = backend_from_url(settings.store, namespace=namespace)
-            self.bridge = RedisBridge(settings.store, namespace, self.hub)
+            backend = self._own_backend = backend_from_url(
+                settings.store, namespace=namespace, retained_ttl=settings.retained_ttl
+            )
+            self.bridge = RedisBridge(
+                settings.store, namespace, self.hub, retained_ttl=settings.retained_ttl
+            )
             await self.bridge.start()
-        self.runtime = Runtime(loop, backend, self.hub.publish)
+        self.runtime = Runtime(loop, backend, self.hub.publish, self.hub.forget)
         self.app.attach(self.runtime)
         self.parked = ParkedSessions(settings, backend.sessions)
         self.services = Services(

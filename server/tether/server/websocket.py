@@ -75,9 +75,9 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     # (request.query is a parsed copy kept as long as the request: only if needed.)
     query = request.query if "?" in request.raw_path else _NO_QUERY
     deltas = query.get("deltas", "") in ("1", "true")
-    # The token comes in the first message (?resuming=1), out of access logs;
-    # ?resume=<token> is protocol 6's way, still accepted for one version.
-    token = query.get("resume", "")
+    # The token comes in the first message (?resuming=1), out of access logs
+    # (protocol 6's ?resume=<token> is gone since protocol 8).
+    token = ""
     resuming = query.get("resuming", "") == "1" and settings.resume_grace > 0
     del query
     parked = server.parked

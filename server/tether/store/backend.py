@@ -51,6 +51,10 @@ contract against each:
   one prefix per kind: ``cluster/channels.py``).
 - An operation given a ``topic`` publishes there atomically with its change,
   so subscribers see the changes in the order they happened, across nodes.
+  ``update`` and ``lb_add`` publish a *value* (the new value, the new top):
+  it also becomes the topic's current value, which a new subscriber gets
+  first (protocol 8; in Redis it is written by the same script as the
+  change). ``list_append`` publishes an item of a stream: not retained.
 - Misuse (a wrong type, a count below 1, a NaN score) is a ``StoreError``
   and changes nothing; a backend that cannot be reached raises
   ``StoreUnavailable`` (an operation in flight may or may not have applied).
@@ -85,10 +89,10 @@ class StoreBackend(Protocol):
     shared: bool
     """True when several server processes share this backend (Redis)."""
 
-    publisher: Callable[[str, Any], None] | None
+    publisher: Callable[[str, Any, bool], None] | None
     """Set while served (``Store.attach``): how an operation given a ``topic``
-    reaches that topic's subscribers (a backend that publishes through Redis
-    itself ignores it)."""
+    reaches that topic's subscribers, ``publisher(topic, data, retain)`` (a
+    backend that publishes through Redis itself ignores it)."""
 
     sessions: SessionRecords | None
     """Where parked sessions are kept for a resume on any node; None when the
@@ -144,7 +148,8 @@ class StoreBackend(Protocol):
         It must be a quick, pure function of its argument: a distributed
         backend may call it more than once. An exception in ``fn`` propagates
         and changes nothing. With ``topic``, the new value (or ``event(new
-        value)``) is published there atomically with the change.
+        value)``) is published there atomically with the change, and is the
+        topic's current value.
         """
         ...
 
@@ -176,7 +181,8 @@ class StoreBackend(Protocol):
 
         Returns the best ``top`` ``(member, score)`` pairs after the change; with
         ``topic`` (which needs ``top`` >= 1), their scores (a list of numbers,
-        best first) are published there atomically with the change.
+        best first) are published there atomically with the change, and are the
+        topic's current value.
         """
         ...
 

@@ -27,13 +27,25 @@ from typing import Any, Final
 
 from ..errors import StoreError
 
-__all__ = ["DEFAULT_MAX_KEYS", "MAX_TTL", "SWEEP_PER_WRITE", "KeySpace", "check_ttl", "ttl_ms"]
+__all__ = [
+    "DEFAULT_MAX_KEYS",
+    "MAX_TTL",
+    "RETAINED_TTL",
+    "SWEEP_PER_WRITE",
+    "KeySpace",
+    "check_ttl",
+    "ttl_ms",
+]
 
 DEFAULT_MAX_KEYS: Final = 1_000_000
 """Keys (values + lists + leaderboards) the memory store holds at most by default."""
 
 MAX_TTL: Final = 100 * 365 * 86400.0
 """The longest TTL (100 years, in seconds): Redis refuses deadlines far beyond it."""
+
+RETAINED_TTL: Final = 24 * 3600.0
+"""Seconds a topic's current value is kept in Redis after its last change (the
+setting ``retained_ttl``); on one process the hub bounds them by count and bytes."""
 
 SWEEP_PER_WRITE: Final = 16
 """Expired keys a write frees at most on its way (more when it meets the cap)."""

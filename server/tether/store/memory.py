@@ -56,7 +56,7 @@ class MemoryBackend(StoreBackend):
 
     shared = False
     sessions = None
-    publisher: Callable[[str, Any], None] | None = None
+    publisher: Callable[[str, Any, bool], None] | None = None
     loop: asyncio.AbstractEventLoop | None = None
     """The serving loop (set by ``Store.attach``): where worker threads' events go."""
 
@@ -73,7 +73,7 @@ class MemoryBackend(StoreBackend):
         }
         self.keys = KeySpace(spaces, max_keys)
         # Events queued by worker threads, in change order; only the loop pops them.
-        self._events: deque[tuple[str, Any]] = deque()
+        self._events: deque[tuple[str, Any, bool]] = deque()
         self._drain_scheduled = False
         self._drained = threading.Condition()
         self._waiting = 0
@@ -165,7 +165,7 @@ class MemoryBackend(StoreBackend):
             self._values[key] = dumps_value(value)
             self.keys.forget("value", key)  # a new value, as Redis' SET: no TTL
             if topic is not None:
-                self._publish(topic, event(value) if event is not None else value)
+                self._publish(topic, event(value) if event is not None else value, True)
             return value
 
     async def list_append(
@@ -183,17 +183,17 @@ class MemoryBackend(StoreBackend):
                 while len(items) > maxlen:
                     items.popleft()
             if topic is not None:
-                self._publish(topic, orjson.loads(raw))
+                self._publish(topic, orjson.loads(raw), False)
             return len(items)
 
-    def _publish(self, topic: str, data: Any) -> None:
+    def _publish(self, topic: str, data: Any, retain: bool) -> None:
         # Called under the lock, so the queue is in the order of the changes.
         if self.publisher is None:
             return
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # a worker thread: the loop hands it out
-            self._events.append((topic, data))
+            self._events.append((topic, data, retain))
             if not self._drain_scheduled and self.loop is not None:
                 self._drain_scheduled = True  # before: the loop may drain at once
                 try:
@@ -203,20 +203,20 @@ class MemoryBackend(StoreBackend):
                     raise
             return
         if self._events:  # worker threads' earlier events go first
-            self._events.append((topic, data))
+            self._events.append((topic, data, retain))
             self._drain()
         else:
-            self.publisher(topic, data)
+            self.publisher(topic, data, retain)
 
     def _drain(self) -> None:
         # On the loop: hand out the queued events, oldest first.
         self._drain_scheduled = False
         events, publisher = self._events, self.publisher
         while events:
-            topic, data = events.popleft()
+            topic, data, retain = events.popleft()
             if publisher is not None:
                 try:
-                    publisher(topic, data)
+                    publisher(topic, data, retain)
                 except Exception:
                     log.exception("publishing a store event to %r failed", topic)
         if self._waiting:
@@ -256,7 +256,7 @@ class MemoryBackend(StoreBackend):
                 scores.keep(keep)
             best = scores.top(top)
             if topic is not None:
-                self._publish(topic, [plain_number(s) for _, s in best])
+                self._publish(topic, [plain_number(s) for _, s in best], True)
             return best
 
     async def lb_incr(self, board: str, member: str, by: float = 1) -> float:

@@ -36,11 +36,18 @@ import redis.exceptions as rerr
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ..cluster.channels import board_key, check_namespace, list_key, topic_channel, value_key
+from ..cluster.channels import (
+    board_key,
+    check_namespace,
+    current_key,
+    list_key,
+    topic_channel,
+    value_key,
+)
 from ..errors import StoreError, StoreUnavailable
-from ..protocol import encode_event, event_prefix
+from ..protocol import encode_event, encode_event_data, retained_event_parts
 from .backend import StoreBackend
-from .bounds import check_ttl, ttl_ms
+from .bounds import RETAINED_TTL, check_ttl, ttl_ms
 from .checks import (
     check_count,
     check_increment,
@@ -53,7 +60,7 @@ from .checks import (
     not_a_number_message,
     out_of_range_message,
 )
-from .redis_scripts import INCR, LB_ADD, LB_INCR, LIST_APPEND
+from .redis_scripts import INCR, LB_ADD, LB_INCR, LIST_APPEND, RETAIN
 from .sessions import RedisSessionRecords
 
 __all__ = [
@@ -119,6 +126,7 @@ class RedisBackend(StoreBackend):
         socket_connect_timeout: float = DEFAULT_SOCKET_CONNECT_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+        retained_ttl: float = RETAINED_TTL,
     ) -> None:
         check_namespace(namespace)
         check_count("update_retries", update_retries, 0)
@@ -128,6 +136,7 @@ class RedisBackend(StoreBackend):
             ("socket_timeout", socket_timeout),
             ("socket_connect_timeout", socket_connect_timeout),
             ("pool_timeout", pool_timeout),
+            ("retained_ttl", retained_ttl),
         ):
             if not isinstance(seconds, (int, float)) or not seconds > 0:
                 raise StoreError(f"{name} must be a positive number of seconds, not {seconds!r}")
@@ -135,6 +144,7 @@ class RedisBackend(StoreBackend):
         self.namespace = namespace
         self.update_retries = update_retries
         self.update_backoff = float(update_backoff)
+        self.retained_ttl_ms = max(1, round(retained_ttl * 1000))
         try:
             pool = aioredis.BlockingConnectionPool.from_url(
                 url,
@@ -156,7 +166,7 @@ class RedisBackend(StoreBackend):
         self.sessions = RedisSessionRecords(self._client, namespace, self._run)
 
     shared = True
-    publisher: Callable[[str, Any], None] | None = None
+    publisher: Callable[[str, Any, bool], None] | None = None
 
     def __repr__(self) -> str:
         return f"RedisBackend({self.url!r}, namespace={self.namespace!r})"
@@ -279,13 +289,24 @@ class RedisBackend(StoreBackend):
                     raw = await pipe.get(name)
                     value = fn(default if raw is None else orjson.loads(raw))
                     stored = dumps_value(value)  # checked before anything else is made of it
-                    frame = None
+                    data = None
                     if topic is not None:
-                        frame = encode_event(topic, event(value) if event is not None else value)
+                        data = encode_event_data(event(value) if event is not None else value)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.set(name, stored)
-                    if frame is not None:
-                        pipe.publish(topic_channel(self.namespace, topic or ""), frame)
+                    if topic is not None and data is not None:
+                        # The new value becomes the topic's current value in the same step.
+                        head, tail = retained_event_parts(topic)
+                        pipe.eval(
+                            RETAIN,
+                            1,
+                            current_key(self.namespace, topic),
+                            topic_channel(self.namespace, topic),
+                            head,
+                            tail,
+                            data,
+                            self.retained_ttl_ms,
+                        )
                     await pipe.execute()
                     return value
             except rerr.WatchError:
@@ -335,20 +356,24 @@ class RedisBackend(StoreBackend):
         if keep is None and top == 0 and topic is None:
             await self._run(self._client.zadd(name, {member: value}))
             return []
-        channel = prefix = b""
+        channel = head = tail = b""
+        keys = [name]
         if topic is not None:
             channel = topic_channel(self.namespace, topic).encode()
-            prefix = event_prefix(topic)
+            head, tail = retained_event_parts(topic)
+            keys.append(current_key(self.namespace, topic))
         flat = await self._run(
             self._lb_add(
-                keys=[name],
+                keys=keys,
                 args=[
                     repr(value),
                     member,
                     "" if keep is None else keep,
                     top,
                     channel,
-                    prefix,
+                    head,
+                    tail,
+                    self.retained_ttl_ms,
                 ],
             )
         )

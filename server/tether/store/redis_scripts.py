@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["INCR", "LB_ADD", "LB_INCR", "LIST_APPEND"]
+__all__ = ["CURRENT", "INCR", "LB_ADD", "LB_INCR", "LIST_APPEND", "RETAIN"]
 
 # ARGV[1]: the increment as text; ARGV[2]: 'i' for an int increment, 'f' for a float.
 # Integers stay exact through INCRBY (the result is read back as text, since
@@ -66,10 +66,56 @@ end
 return n
 """
 
+# A topic's current value (protocol 8): the hash KEYS[n] holds its last change's
+# ``seq`` and frame. retain() makes ``data`` the new value: the seq goes past the
+# old one and past the time in microseconds (so it grows even after the hash
+# expired), the frame is stored, given ``ttl`` ms, and PUBLISHed, in one step
+# with the change it describes. ``head .. seq .. tail .. data .. '}'`` is the
+# frame (protocol.retained_event_parts).
+_RETAIN_FN: Final = """
+local function retain(key, channel, head, tail, data, ttl)
+  local now = redis.call('TIME')
+  local seq = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  local prev = tonumber(redis.call('HGET', key, 'seq'))
+  if prev and prev >= seq then
+    seq = prev + 1
+  end
+  local text = string.format('%d', seq)
+  local frame = head .. text .. tail .. data .. '}'
+  redis.call('HSET', key, 'seq', text, 'frame', frame)
+  redis.call('PEXPIRE', key, ttl)
+  redis.call('PUBLISH', channel, frame)
+end
+"""
+
+# KEYS[1]: the current value's hash; ARGV: channel, head, tail, data JSON, ttl ms.
+RETAIN: Final = (
+    _RETAIN_FN
+    + """
+retain(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+return 1
+"""
+)
+
+# KEYS[1]: a topic's current value's hash; ARGV[1]: a node's marker channel;
+# ARGV[2]: the marker. Returns the frame (or nil) and PUBLISHes the marker in the
+# same step: every change published before the read reaches the node's
+# listener before the marker does.
+CURRENT: Final = """
+local frame = redis.call('HGET', KEYS[1], 'frame')
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return frame
+"""
+
+# KEYS[1]: the board; KEYS[2]: the topic's current value (when ARGV[5] ~= '').
 # ARGV[1]: score; ARGV[2]: member; ARGV[3]: keep or ''; ARGV[4]: top (0: none);
-# ARGV[5]: channel or ''; ARGV[6]: the event frame's prefix, up to its data.
-# Returns the top entries as [member, score, ...]; publishes their scores.
-LB_ADD: Final = """
+# ARGV[5]: channel or ''; ARGV[6], ARGV[7]: the event frame's head and tail;
+# ARGV[8]: the current value's ttl in ms.
+# Returns the top entries as [member, score, ...]; their scores become the
+# topic's current value.
+LB_ADD: Final = (
+    _RETAIN_FN
+    + """
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] ~= '' then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[3]) - 1)
@@ -84,10 +130,11 @@ if ARGV[5] ~= '' then
   for i = 2, #best, 2 do
     scores[#scores + 1] = best[i]
   end
-  redis.call('PUBLISH', ARGV[5], ARGV[6] .. '[' .. table.concat(scores, ',') .. ']}')
+  retain(KEYS[2], ARGV[5], ARGV[6], ARGV[7], '[' .. table.concat(scores, ',') .. ']', ARGV[8])
 end
 return best
 """
+)
 
 # ARGV[1]: the increment (a finite double, as text); ARGV[2]: member.
 # ZINCRBY would store an infinite sum (Redis refuses only NaN), which no JSON
