@@ -1,8 +1,10 @@
 """Topics: who is subscribed to what, delivering published events, current values.
 
 An event is encoded once and the same frame goes to every subscriber's
-bounded send queue, so a publish to N subscribers costs one encode and N
-queue appends. A subscriber whose queue is full is closed as a slow consumer
+connection (written at once, or to its bounded send queue when the peer is
+behind), so a publish to N subscribers costs one encode and N sends, and no
+copy of the subscribers: subscribing or leaving during a delivery changes a
+copy of them (copy on write), which the next delivery goes through. A subscriber whose queue is full is closed as a slow consumer
 by its connection (close 4008): delivery is at most once.
 
 Events published from worker threads (synchronous functions) reach the event
@@ -74,7 +76,14 @@ class Hub:
         max_topics: int = 10_000,
         max_bytes: int = 64 << 20,
     ) -> None:
-        self._subscribers: dict[str, set[Subscriber]] = {}
+        # Topic -> its subscribers, in the order they subscribed: a dict iterates in
+        # that order, which is about the order their objects sit in memory (a set's
+        # hash order jumps around it: 30% slower per delivery at 10,000).
+        self._subscribers: dict[str, dict[Subscriber, None]] = {}
+        # The subscriber dicts a delivery is going through now: a change to one of
+        # them meanwhile replaces it with a changed copy (the loop goes on over the
+        # old), so a delivery needs no copy of them.
+        self._delivering: list[dict[Subscriber, None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         # Bytes of events published from other threads and not yet handed out.
@@ -110,10 +119,14 @@ class Hub:
 
     def subscribe(self, subscriber: Subscriber, topic: str) -> None:
         """Subscribe; a new subscriber of a topic with a current value gets it first."""
-        members = self._subscribers.setdefault(topic, set())
-        if subscriber in members:
+        members = self._subscribers.get(topic)
+        if members is None:
+            members = self._subscribers[topic] = {}
+        elif subscriber in members:
             return
-        members.add(subscriber)
+        else:
+            members = self._changing(topic, members)
+        members[subscriber] = None
         subscriber.topics[topic] = None
         if self.fetch_current is None:
             held = self._retained.get(topic)
@@ -156,13 +169,23 @@ class Hub:
     def unsubscribe(self, subscriber: Subscriber, topic: str) -> None:
         subscriber.topics.pop(topic, None)
         members = self._subscribers.get(topic)
-        if members is not None:
-            members.discard(subscriber)
+        if members is not None and subscriber in members:
+            members = self._changing(topic, members)
+            del members[subscriber]
             if not members:
                 del self._subscribers[topic]
         joining = self._joining.get(topic)
         if joining is not None:
             joining.members.discard(subscriber)
+
+    def _changing(self, topic: str, members: dict[Subscriber, None]) -> dict[Subscriber, None]:
+        """The subscribers of ``topic`` to change: a copy if a delivery is going
+        through them now."""
+        for busy in self._delivering:
+            if busy is members:
+                members = self._subscribers[topic] = dict(members)
+                break
+        return members
 
     def drop(self, subscriber: Subscriber) -> None:
         """Remove every subscription of a subscriber that is going away."""
@@ -276,10 +299,11 @@ class Hub:
         return frame
 
     def deliver(self, topic: str, frame: bytes) -> int:
-        """Put an encoded event on every local subscriber's send queue."""
+        """Hand an encoded event to every local subscriber (the same bytes to each)."""
         members = self._subscribers.get(topic)
         if not members:
             return 0
+        waiting: set[Subscriber] | None = None
         if self._joining:
             joining = self._joining.get(topic)
             if joining is not None:
@@ -289,10 +313,16 @@ class Hub:
                     if seq > joining.latest_seq:
                         joining.latest, joining.latest_seq = frame, seq
                     waiting = joining.members
-                    for subscriber in list(members):
-                        if subscriber not in waiting:
-                            subscriber.send(frame)
-                    return len(members)
-        for subscriber in list(members):
-            subscriber.send(frame)
+        delivering = self._delivering
+        delivering.append(members)
+        try:
+            if waiting is None:
+                for subscriber in members:
+                    subscriber.send(frame)
+            else:
+                for subscriber in members:
+                    if subscriber not in waiting:
+                        subscriber.send(frame)
+        finally:
+            delivering.pop()
         return len(members)

@@ -34,6 +34,11 @@ _LEN2 = struct.Struct("!BBH").pack
 _LEN3 = struct.Struct("!BBQ").pack
 
 
+# The last small frame written straight and its wire bytes (header and payload): a
+# published event goes to every subscriber as the same bytes object, framed once.
+_last: tuple[bytes | None, bytes] = (None, b"")
+
+
 def _frame_header(length: int) -> bytes:
     """The header of an unmasked, final text frame of ``length`` bytes."""
     if length < 126:
@@ -63,9 +68,9 @@ class Connection:
         "_bytes",
         "_close_timeout",
         "_closer",
-        "_direct",
         "_max_bytes",
         "_max_messages",
+        "_out",
         "_queue",
         "_transport",
         "_writer",
@@ -89,8 +94,9 @@ class Connection:
     ) -> None:
         self.ws = ws
         self._transport = transport
-        # Compressed frames carry compressor state: they must go through aiohttp.
-        self._direct = transport is not None and not settings.compression
+        # Where frames are written straight (None: never; compressed frames carry
+        # compressor state, they must go through aiohttp).
+        self._out = None if settings.compression else transport
         self._close_timeout = settings.close_timeout
         self._max_messages = settings.send_queue_messages
         self._max_bytes = settings.send_queue_bytes
@@ -111,22 +117,35 @@ class Connection:
         self.guard: FrameGuard | None = None
 
     def send(self, frame: bytes) -> None:
-        if self.closed:
-            return
-        transport = self._transport
+        # The hot path of a fan-out: one call per subscriber, so as little as it can be.
+        global _last
+        out = self._out
         if (
-            self._direct
+            out is not None
             and not self._queue
-            and transport is not None
-            and transport.get_write_buffer_size() <= _DIRECT_LIMIT
+            and not self.closed
+            and out.get_write_buffer_size() <= _DIRECT_LIMIT
         ):
-            if self.ws.closed or transport.is_closing():
+            # (ws._closed, not the property ws.closed: a function call per frame.)
+            if self.ws._closed or out.is_closing():
                 self.closed = True  # the read loop sees the end and ends the session
                 return
-            if len(frame) < _COPY_LIMIT:
-                transport.write(_frame_header(len(frame)) + frame)
+            last = _last
+            if last[0] is frame:  # the same event, to the next subscriber
+                out.write(last[1])
+                return
+            size = len(frame)
+            if size < _COPY_LIMIT:
+                wire = _frame_header(size) + frame
+                _last = (frame, wire)  # one assignment: atomic for other threads' loops
+                out.write(wire)
             else:  # not worth a copy of the frame
-                transport.writelines((_frame_header(len(frame)), frame))
+                out.writelines((_frame_header(size), frame))
+            return
+        self._enqueue(frame)
+
+    def _enqueue(self, frame: bytes) -> None:
+        if self.closed:
             return
         queue = self._queue
         if queue is None:
