@@ -4,8 +4,9 @@ An event is encoded once and the same frame goes to every subscriber's
 connection (written at once, or to its bounded send queue when the peer is
 behind), so a publish to N subscribers costs one encode and N sends, and no
 copy of the subscribers: subscribing or leaving during a delivery changes a
-copy of them (copy on write), which the next delivery goes through. A subscriber whose queue is full is closed as a slow consumer
-by its connection (close 4008): delivery is at most once.
+copy of them (copy on write), which the next delivery goes through. A
+subscriber whose queue is full is closed as a slow consumer by its connection
+(close 4008): delivery is at most once.
 
 Events published from worker threads (synchronous functions) reach the event
 loop through a bounded backlog: a thread that publishes faster than the loop
@@ -127,7 +128,10 @@ class Hub:
         else:
             members = self._changing(topic, members)
         members[subscriber] = None
-        subscriber.topics[topic] = None
+        topics = subscriber.topics
+        if not topics:  # perhaps a shared empty default (session.NO_ENTRIES): its own now
+            topics = subscriber.topics = {}
+        topics[topic] = None
         if self.fetch_current is None:
             held = self._retained.get(topic)
             if held is not None:
