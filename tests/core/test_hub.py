@@ -299,7 +299,7 @@ def test_a_delivery_inside_a_delivery_of_the_same_topic(loop):
 
 
 def test_subscribing_replaces_an_empty_topics_default_with_a_dict_of_its_own(loop):
-    from tether.core.session import NO_ENTRIES
+    from tether.core.hub import NO_ENTRIES
 
     hub = Hub()
     hub.bind(loop)

@@ -135,7 +135,7 @@ async def test_a_submit_the_sessions_end_cancels_before_it_ran_still_gets_shutti
 
 
 def test_the_shared_empty_default_refuses_entries():
-    from tether.core.session import NO_ENTRIES
+    from tether.core.hub import NO_ENTRIES
 
     with pytest.raises(TypeError):
         NO_ENTRIES["x"] = None

@@ -37,9 +37,26 @@ from typing import Any, Protocol
 
 from ..protocol import encode_event, encode_event_data, event_as_current, event_seq, retained_event
 
-__all__ = ["Hub", "Subscriber"]
+__all__ = ["NO_ENTRIES", "Hub", "Subscriber"]
 
 log = logging.getLogger("tether.hub")
+
+
+class _NoEntries(dict[Any, None]):
+    """An empty dict that refuses entries: a default many objects share (a write
+    must replace it with a dict of its own first)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a shared empty default: give the object a dict of its own first")
+
+    __setitem__ = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+
+# What a new session's ``topics`` (and its cancels) start as: subscribing gives a
+# subscriber a dict of its own.
+NO_ENTRIES: dict[Any, None] = _NoEntries()
 
 
 class Subscriber(Protocol):
@@ -129,7 +146,7 @@ class Hub:
             members = self._changing(topic, members)
         members[subscriber] = None
         topics = subscriber.topics
-        if not topics:  # perhaps a shared empty default (session.NO_ENTRIES): its own now
+        if not topics:  # perhaps the shared NO_ENTRIES: a dict of its own now
             topics = subscriber.topics = {}
         topics[topic] = None
         if self.fetch_current is None:

@@ -43,31 +43,16 @@ from ..settings import Settings
 from .admission import FloodControl, message_cost
 from .execution import Executor
 from .gates import Gate
-from .hub import Hub
+from .hub import NO_ENTRIES, Hub
 from .metrics import Metrics
 from .ordering import SlotOrder, Turn
 from .resume import ResultLog
 
-__all__ = ["NO_ENTRIES", "Services", "Session", "new_session_id"]
+__all__ = ["Services", "Session", "new_session_id"]
 
 log = logging.getLogger("tether.session")
 
 Send = Callable[[bytes], None]
-
-
-class _NoEntries(dict[Any, None]):
-    """An empty dict that refuses entries: a default many objects share (a write
-    must replace it with a dict of its own first)."""
-
-    __slots__ = ()
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("a shared empty default: give the object a dict of its own first")
-
-    __setitem__ = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
-
-
-NO_ENTRIES: dict[Any, None] = _NoEntries()
 
 
 def new_session_id() -> str:
@@ -156,10 +141,8 @@ class Session:
         # Each slot's size as last measured, for the state budget (execution.py).
         self.state_bytes: dict[State, int] = {}
         self.tasks: dict[SubmitId, asyncio.Task[None]] = {}
-        # (Per-session memory: dicts as ordered sets, smaller than empty sets; the
-        # slot order and the result log are made when first needed, and the two that
-        # most sessions never fill start as one shared, unwritable empty dict, which
-        # the first write replaces: ``cancel`` here, ``Hub.subscribe`` for topics.)
+        # (Per-session memory: dicts as ordered sets; cancels and topics start as one shared
+        # empty dict, replaced when first written; the rest is made when first needed.)
         self._cancelling: dict[SubmitId, None] = NO_ENTRIES
         self.topics: dict[str, None] = NO_ENTRIES
         self._order: SlotOrder | None = None
@@ -363,8 +346,7 @@ class Session:
         task = self.tasks.get(id)
         if task is None or id in self._cancelling:
             return
-        if self._cancelling is NO_ENTRIES:
-            self._cancelling = {}
+        self._cancelling = self._cancelling or {}  # (its own, not the shared NO_ENTRIES)
         self._cancelling[id] = None
         # Not task.cancel() at once: a task cancelled before its first step never
         # enters _run, so its submit would get no answer and keep its state slots.
