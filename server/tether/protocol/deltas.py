@@ -58,9 +58,14 @@ class DeltaEncoder:
         if previous is not None and since is not None and previous.value is value:
             low = since(previous.clock)
             if low is not None:
-                keep = min(low, len(previous.items))
-                tail = [orjson.dumps(item) for item in value[keep:]]
-                return {"keep": keep, "append": value[keep:]}, (keep, tail, value, clock)
+                start = keep = min(low, len(previous.items))
+                tail = [orjson.dumps(item) for item in value[start:]]
+                old = previous.items
+                limit = min(len(old), len(value))
+                while keep < limit and old[keep] == tail[keep - start]:
+                    keep += 1  # changed back (a rollback), or changed to what it was
+                pending = (start, tail, value, clock)
+                return {"keep": keep, "append": value[keep:]}, pending
         items = [orjson.dumps(item) for item in value]
         old = previous.items if previous is not None else []
         keep = 0
@@ -70,10 +75,10 @@ class DeltaEncoder:
         return {"keep": keep, "append": value[keep:]}, (0, items, value, clock)
 
     def commit(self, fn: str, index: int, pending: Any) -> None:
-        keep, tail, value, clock = pending
+        start, tail, value, clock = pending
         previous = self._sent.get((fn, index))
-        if keep and previous is not None:
-            del previous.items[keep:]
+        if start and previous is not None:
+            del previous.items[start:]
             previous.items.extend(tail)
             previous.clock = clock
         else:
