@@ -79,6 +79,6 @@ def check_input(component: str, value: Any) -> Any:
 
 def check_output(component: str, value: Any) -> Any:
     """Cheap shape check of one public output (a chatbot must be a list)."""
-    if component == "chatbot" and type(value) not in (list, tuple):
+    if component == "chatbot" and not isinstance(value, (list, tuple)):  # (a journaled list)
         raise BadValue(f"a chatbot output must be a list of pairs, got {json_kind(value)}")
     return value
