@@ -22,10 +22,11 @@ from typing import Any, Final
 
 from ..errors import TetherError
 from ..protocol import Error, Event, Result, ServerMessage
+from .closed_loop import ClosedLoop
 from .config import Config
 from .custom import MeasuredClient, load_scenario_file
 from .histogram import micros
-from .replies import ID_RANGE, Connection, ConnectionLost
+from .replies import ID_RANGE, Connection, ConnectionLost, Reply
 from .scenario import Options, Scenario, Step, Wait
 from .scenarios import SCENARIOS, default_rooms
 from .stacks import Opener, open_stack
@@ -227,6 +228,14 @@ class LoadTest:
         return conn
 
     async def _converse_closed(self, conn: Connection, steps: Iterator[Step | Wait]) -> None:
+        if conn.sends_now:  # picows: one submit after another from the replies' callbacks
+            loop = ClosedLoop(self, conn, steps)
+            try:
+                await loop.start()
+            except asyncio.CancelledError:
+                loop.cancel()
+                raise
+            return
         for step in steps:
             if self.stopping or conn.closed:
                 return
@@ -277,6 +286,11 @@ class LoadTest:
         except asyncio.CancelledError:
             self._lost(conn, step, "no reply before the drain timeout")
             raise
+        self._answered(conn, step, reply, t0)
+        return True
+
+    def _answered(self, conn: Connection, step: Step, reply: Reply, t0: float) -> None:
+        """Count a step's reply (and check it, with --check)."""
         if step.done is not None:
             step.done(reply)
         if isinstance(reply, Result):
@@ -288,7 +302,6 @@ class LoadTest:
                     self.meter.violation(f"session {conn.session[:8]}: {step.fn}: {problem}")
         else:
             self.meter.error(reply.code)
-        return True
 
     def _lost(self, conn: Connection, step: Step, why: str) -> None:
         if step.done is not None:

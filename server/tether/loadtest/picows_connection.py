@@ -18,8 +18,8 @@ from typing import Any, Final
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from ..protocol import ServerMessage, decode_welcome
-from .replies import MAX_REPLY_SIZE, Connection, Reply
+from ..protocol import ServerMessage, decode_welcome, encode_submit
+from .replies import MAX_REPLY_SIZE, Connection, ConnectionLost, OnReply, Reply
 
 __all__ = ["PicowsConnection"]
 
@@ -98,6 +98,7 @@ class PicowsConnection(Connection):
     (``replies.Connection`` says how replies are matched and what is reported)."""
 
     stack = "picows"
+    sends_now = True
 
     def __init__(
         self,
@@ -144,6 +145,15 @@ class PicowsConnection(Connection):
         frame, _, future = self._new_submit(fn, data)
         self._send(_TEXT, frame)
         return future
+
+    def submit_then(self, fn: str, data: list[Any], on_reply: OnReply) -> None:
+        """Send a submit; ``on_reply`` gets its reply, from the read of its frame."""
+        if self.closed:
+            raise ConnectionLost("the connection is closed")
+        id = self._next_id
+        self._next_id = id + 1
+        self._callbacks[id] = on_reply
+        self._send(_TEXT, encode_submit(id, fn, data))
 
     async def wait_closed(self) -> None:
         await self.transport.wait_disconnected()

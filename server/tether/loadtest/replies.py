@@ -15,7 +15,7 @@ from typing import Any, Final
 from ..errors import RemoteProtocolError
 from ..protocol import Error, Result, ServerMessage, Welcome, decode_server, encode_submit
 
-__all__ = ["ID_RANGE", "MAX_REPLY_SIZE", "Connection", "ConnectionLost", "Reply"]
+__all__ = ["ID_RANGE", "MAX_REPLY_SIZE", "Connection", "ConnectionLost", "OnReply", "Reply"]
 
 # Largest reply a generator connection accepts (a chat history is far smaller).
 MAX_REPLY_SIZE: Final = 16 << 20
@@ -24,6 +24,9 @@ ID_RANGE: Final = 1 << 32
 
 Reply = Result | Error
 """What answers a submit: its result, or its error."""
+
+OnReply = Callable[["Reply | None"], None]
+"""Called with a submit's reply, or with ``None`` when the connection closed first."""
 
 
 class ConnectionLost(Exception):
@@ -42,9 +45,14 @@ class Connection:
     messages that are not replies go to ``on_frame`` (an ``Error`` without an
     id among them), types this client does not know nowhere.
 
-    A transport subclass sends with ``_send`` and hands every text frame it
-    receives to ``_receive``, and calls ``_lost`` once when the connection is gone.
+    A transport subclass hands every text frame it receives to ``_receive``, and
+    calls ``_lost`` once when the connection is gone. One whose sends are plain
+    calls (``sends_now``) also offers ``submit_then``: the reply goes straight to a
+    callback, from the read of its frame, with no future and no task in between.
     """
+
+    sends_now: bool = False
+    """Whether ``submit_then`` works (the transport writes without awaiting)."""
 
     stack: str = "?"
     """The client stack's name, as ``--client`` spells it."""
@@ -61,11 +69,16 @@ class Connection:
         self._on_violation = on_violation
         self._first_id = self._next_id = first_id
         self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._callbacks: dict[int, OnReply] = {}
         self.closed = False
         self._loop = asyncio.get_running_loop()
 
     def submit(self, fn: str, data: list[Any]) -> Awaitable[Reply]:
         """Send a submit; the awaitable gives its ``Result`` or ``Error``."""
+        raise NotImplementedError
+
+    def submit_then(self, fn: str, data: list[Any], on_reply: OnReply) -> None:
+        """Send a submit; ``on_reply`` gets its reply (only where ``sends_now``)."""
         raise NotImplementedError
 
     def _new_submit(self, fn: str, data: list[Any]) -> tuple[bytes, int, asyncio.Future[Reply]]:
@@ -80,7 +93,7 @@ class Connection:
 
     @property
     def in_flight(self) -> int:
-        return sum(1 for f in self._pending.values() if not f.done())
+        return sum(1 for f in self._pending.values() if not f.done()) + len(self._callbacks)
 
     def _receive(self, payload: bytes) -> bool:
         """Judge one text frame; False when it broke the protocol (close the connection)."""
@@ -91,6 +104,10 @@ class Connection:
             return False
         if type(message) is Result or type(message) is Error:
             id = message.id
+            on_reply = self._callbacks.pop(id, None) if type(id) is int else None
+            if on_reply is not None:
+                on_reply(message)
+                return True
             future = self._pending.pop(id, None) if type(id) is int else None
             if future is not None:
                 if not future.done():
@@ -113,6 +130,10 @@ class Connection:
     def _lost(self, close_code: int | None) -> None:
         """The connection is gone: every submit still waiting fails."""
         self.closed = True
+        if self._callbacks:
+            callbacks, self._callbacks = self._callbacks, {}
+            for on_reply in callbacks.values():
+                on_reply(None)
         if self._pending:
             lost = ConnectionLost(f"connection closed ({close_code})")
             pending, self._pending = self._pending, {}
