@@ -169,6 +169,14 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for entry in out:
         if reference and reference["throughput"] > 0:
             entry["vs_reference"] = round(entry["throughput"] / reference["throughput"], 3)
+        # What the ratio would be with both generators saturated: the reference's CPU per
+        # submit over this one's (less at the mercy of a shared machine than submits/s).
+        ours, theirs = (
+            entry["generator_us_per_submit"],
+            reference and reference["generator_us_per_submit"],
+        )
+        if ours and theirs:
+            entry["cpu_vs_reference"] = round(theirs / ours, 3)
     return out
 
 
@@ -212,11 +220,12 @@ def markdown(gen: dict[str, Any]) -> list[str]:
         "`loadtest-*` is `tether loadtest --scenario chat --client *`, `picows-reference` "
         "the fastest client we could write (`bench/generator_reference.py`). Generator CPU "
         "is % of one core (`/proc/<pid>/stat`, mid-run); above 90% the generator, not the "
-        "server, set the pace.",
+        "server, set the pace. The last column is the reference's CPU per submit over the "
+        "row's: the ratio two saturated generators would show.",
         "",
         "| generator | client | submits/s | rounds: min..max | generator CPU | "
-        "CPU µs/submit | server CPU | ÷ picows-reference |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "CPU µs/submit | server CPU | ÷ picows-reference | CPU/submit: reference ÷ row |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for e in gen["summary"]:
         mark = " (generator saturated)" if e["generator_saturated"] else ""
@@ -227,7 +236,8 @@ def markdown(gen: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {e['generator']}{mark}{err} | {e['client']} | {e['throughput']:.0f} | "
             f"{low:.0f}..{high:.0f} | {e['generator_cpu_percent']:.0f}% | "
-            f"{us if us is not None else ''} | {server} | {e.get('vs_reference', '')} |"
+            f"{us if us is not None else ''} | {server} | {e.get('vs_reference', '')} | "
+            f"{e.get('cpu_vs_reference', '')} |"
         )
     return lines
 

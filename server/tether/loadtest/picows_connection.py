@@ -52,7 +52,12 @@ class _Listener(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if kind is _TEXT and frame.fin and self.parts is None:
-            self._message(transport, frame.get_payload_as_bytes())
+            conn = self.conn
+            if conn is None:
+                self._message(transport, frame.get_payload_as_bytes())
+            elif not conn._receive(frame.get_payload_as_bytes()):  # the hot path, inlined
+                transport.send_close(WSCloseCode.PROTOCOL_ERROR)
+                transport.disconnect()
         elif kind is _TEXT or (kind is _CONTINUATION and self.parts is not None):
             payload = frame.get_payload_as_bytes()
             if self.parts is None:
