@@ -7,7 +7,7 @@ else: C sessions in a closed loop (send a submit, wait for its reply, send the
 next), each conversation ``--turns`` messages of the chat scenario's text
 (``user U conversation N turn T``) on a fresh connection, closed as the loadtest
 closes it (a close frame with 1000, so the server ends the session at once, and
-the server's answer awaited), then a new one. No
+the server's answer and its TCP close awaited), then a new one. No
 histogram, no checks, no typed messages: a reply is ``orjson.loads`` and a look
 at its id, all in picows' frame callback. What it carries against a server is
 what one generator core can carry there; ``generator.py`` compares
@@ -52,10 +52,10 @@ class User(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type is not WSMsgType.TEXT:
-            if frame.msg_type is WSMsgType.CLOSE:
+            if frame.msg_type is WSMsgType.CLOSE:  # the server then closes TCP first
                 if not transport.is_close_frame_sent:
                     transport.send_close(WSCloseCode.OK)
-                transport.disconnect()
+                asyncio.get_running_loop().call_later(5, transport.disconnect)
             return
         reply = orjson.loads(frame.get_payload_as_memoryview())
         if not self.welcomed:

@@ -75,7 +75,13 @@ class _Listener(WSListener):
             self.close_code = int.from_bytes(code, "big") if len(code) == 2 else None
             if not transport.is_close_frame_sent:
                 transport.send_close(WSCloseCode.OK)
-            transport.disconnect()
+            if self.conn is not None:
+                self.conn._lost(self.close_code)  # nothing follows a close frame
+            # The server closes the TCP connection first (RFC 6455, 7.1.1), so that the
+            # TIME_WAIT is its own, not this side's: a generator that opens hundreds of
+            # connections a second would otherwise fill its ephemeral ports, and every
+            # connect() would get slower. Only if it does not, after a while, does this side.
+            asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.disconnect)
         # Binary frames (the server sends none) and pongs are ignored; picows answers pings.
 
     def _message(self, transport: WSTransport, payload: bytes) -> None:
