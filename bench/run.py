@@ -27,6 +27,10 @@ Sections:
 - wire: the bytes of the demo ``chat``'s reply at turns 1, 100 and 1000 of
   one conversation, with and without output deltas (``/ws?deltas=1``).
 - cold_start: ``tether demo`` until ``/healthz`` answers; ``import tether``.
+- turn_cost: one session's chat turn at turns 10, 100 and 1000, round trip and
+  server CPU per submit, deltas on and off (``turn_cost.py``).
+- global_state: the demo's ``track_score`` ÷ its ``chat`` at C=100, on the
+  memory store and on Redis (``global_state.py``).
 
 Results go to ``bench/results/<date>.json``; ``--update-readme`` also
 rewrites the summary in ``bench/README.md``.
@@ -59,7 +63,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import generator  # noqa: E402
+import global_state  # noqa: E402
 import servers  # noqa: E402
+import turn_cost  # noqa: E402
 
 from tether.protocol import (  # noqa: E402
     Event,
@@ -115,6 +121,9 @@ def sizes(quick: bool) -> dict[str, Any]:
         "wire_turns": [1, 100, 1000],
         "latency_users": 100,
         "latency_rates": [2000, 5000],
+        "generator_users": 100,
+        "generator_seconds": 5.0,
+        "generator_rounds": 3,
     }
 
 
@@ -995,6 +1004,21 @@ def _cold_start_md(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _turn_cost_md(turns: dict[str, Any]) -> list[str]:
+    size = turns["sizes"]
+    return [
+        "Turn cost (`bench/turn_cost.py`): one session on an idle server, the chat's round "
+        f"trip and the server's CPU per submit at turns {', '.join(map(str, size['turns']))} "
+        f"({size['batch']} submits measured per cell), with output deltas on and off; medians "
+        f"of {size['rounds']} alternating rounds. The ratios are the last turn ÷ the first "
+        "(goal with deltas on: ≤ 1.5).",
+        "",
+        "```",
+        turn_cost.table(turns),
+        "```",
+    ]
+
+
 # The sections of a run, in the order they run and are shown.
 RENDERERS = {
     "generator": lambda results: generator.markdown(results["generator"]),
@@ -1004,6 +1028,8 @@ RENDERERS = {
     "fanout": _fanout_md,
     "wire": _wire_md,
     "cold_start": _cold_start_md,
+    "turn_cost": lambda results: _turn_cost_md(results["turn_cost"]),
+    "global_state": lambda results: global_state.markdown(results["global_state"]),
 }
 SECTIONS = list(RENDERERS)
 
@@ -1101,6 +1127,10 @@ def main() -> int:
             results["wire"] = wire(size)
         elif section == "cold_start":
             results["cold_start"] = cold_start(size)
+        elif section == "turn_cost":
+            results["turn_cost"] = turn_cost.run(args.quick)
+        elif section == "global_state":
+            results["global_state"] = global_state.run(args.quick, log=log)
 
     args.out.mkdir(parents=True, exist_ok=True)
     name = date.strftime("%Y-%m-%d") + ("-quick" if args.quick else "")

@@ -88,6 +88,22 @@ def test_the_quick_benchmark_measures_every_server_and_writes_its_results(tmp_pa
     assert wire[-1]["full_bytes"] > wire[0]["full_bytes"]
     assert wire[-1]["delta_bytes"] < wire[-1]["full_bytes"]
 
+    turns = results["turn_cost"]
+    assert set(turns["servers"]) == {"tether-sync", "tether-async"}
+    for modes in turns["servers"].values():
+        assert set(modes) == {"deltas", "no_deltas"}
+        for row in modes.values():
+            assert row["round_trip_ratio"] > 0 and row["server_cpu_ratio"] > 0
+
+    global_rows = {(e["store"], e["scenario"]): e for e in results["global_state"]["summary"]}
+    assert set(global_rows) == {(s, n) for s in ("memory", "redis") for n in ("chat", "score")}
+    for entry in global_rows.values():
+        assert entry["throughput"] > 0 and entry["errors"] == 0
+        assert entry["generator_cpu_percent"] > 0
+    for store in ("memory", "redis"):
+        score = global_rows[(store, "score")]
+        assert score["score_per_chat"] is None or score["score_per_chat"] > 0
+
     cold = results["cold_start"]
     assert cold["import_tether_ms"] > 0 and cold["demo_healthz_ms"] > 0
     assert results["versions"]["tether"]
@@ -98,6 +114,8 @@ def test_the_quick_benchmark_measures_every_server_and_writes_its_results(tmp_pa
     assert "Idle memory per session" in proc.stdout
     assert "| server | subscribers | first ms | median ms | last ms |" in proc.stdout
     assert "| turn | full bytes | delta bytes | delta ÷ full |" in proc.stdout
+    assert "Turn cost (`bench/turn_cost.py`)" in proc.stdout
+    assert "| store | scenario | submits/s | p99 ms | generator CPU | score ÷ chat |" in proc.stdout
 
 
 def test_only_runs_the_sections_named(tmp_path):
