@@ -60,17 +60,7 @@ def redis_server() -> Iterator[str]:
 
 
 def start_demo(store: str, namespace: str) -> servers.Running:
-    port = servers.free_port()
-    cmd = [*servers.command("tether-sync", port), "--store", store, "--namespace", namespace]
-    proc = subprocess.Popen(cmd, cwd=HERE, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    servers.pin(proc.pid, servers.SERVER_CPU)
-    running = servers.Running("tether-sync", port, proc)
-    try:
-        servers.wait_healthy(port, proc=proc)
-    except BaseException:
-        running.stop()
-        raise
-    return running
+    return servers.start("tether-sync", ["--store", store, "--namespace", namespace])
 
 
 def loadtest(url: str, scenario: str, size: dict[str, Any]) -> dict[str, Any]:
