@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -69,21 +68,7 @@ def server_cpu_ns(pid: int) -> int:
 
 
 def start(kind: str) -> servers.Running:
-    port = servers.free_port()
-    proc = subprocess.Popen(
-        [*servers.command(kind, port), *UNLIMITED],
-        cwd=HERE,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-    )
-    servers.pin(proc.pid, servers.SERVER_CPU)
-    running = servers.Running(kind, port, proc)
-    try:
-        servers.wait_healthy(port, proc=proc)
-    except BaseException:
-        running.stop()
-        raise
-    return running
+    return servers.start(kind, UNLIMITED)
 
 
 async def measure(url: str, pid: int, deltas: bool, turn: int, batch: int) -> tuple[float, float]:

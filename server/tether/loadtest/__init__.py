@@ -20,9 +20,14 @@ that presence is right: see ``RoomsScenario``; the summary counts the topic
 events received and times them from the say's submit). A built-in scenario is
 a ``Scenario`` subclass in ``SCENARIOS`` that yields ``Step`` s (function,
 inputs, and how to check the reply); each conversation runs on a fresh
-connection. Built-ins use ``LeanConnection``, a small aiohttp client that
-costs less CPU per submit than ``tether.Client`` (measured by
-``bench/clients.py``), so one generator core drives more load. A custom
+connection. Built-ins run on the client stack ``--client`` names: ``picows``
+(``PicowsConnection``, ``pip install 'tether[fast]'``; the default when it is
+installed) or ``aiohttp`` (``LeanConnection``); both cost less CPU per submit
+than ``tether.Client`` (measured by ``bench/clients.py``), picows the least, so
+one generator core drives more load (``bench/generator.py`` compares it with a
+picows client written to be as fast as possible). On picows a closed loop runs
+from the replies' callbacks (``ClosedLoop``), with no task wake-up per submit.
+The report names the stack that ran (``client``). A custom
 scenario is a Python file defining ``async def user(client, index)``; it gets
 the regular ``tether.Client`` API (with submits timed and counted). ``user``
 is called again and again on one session until the time is up (a new session
@@ -41,7 +46,10 @@ The modules, each importing only those above it:
 - ``scenario``: the scenario API (``Step``, ``Wait``, ``Options``, ``Scenario``);
 - ``scenarios``: the built-ins, ``chat``, ``score``, ``rooms`` (and ``rooms_model``);
 - ``config``, ``stats``: what a run is asked to do, and what it measures;
-- ``connection``: ``LeanConnection``;
+- ``replies``: ``Connection``, what the client stacks share (ids, replies, violations);
+- ``connection``, ``picows_connection``: ``LeanConnection`` (aiohttp), ``PicowsConnection``;
+- ``stacks``: ``--client``: which stack runs, and opening its connections;
+- ``closed_loop``: ``ClosedLoop``, a conversation driven from its replies' callbacks;
 - ``custom``: custom scenario files, and the ``MeasuredClient`` they drive;
 - ``driver``: ``LoadTest``, the users of one generator process;
 - ``progress``, ``report``, ``plot``: the progress line, the summary, the PNG;

@@ -19,6 +19,7 @@ from .processes import execute
 from .scenario import DEFAULT_TURNS, ScenarioError
 from .scenarios import SCENARIOS
 from .scenarios.rooms import USERS_PER_ROOM
+from .stacks import CLIENTS, resolve_client
 
 __all__ = ["add_parser", "main", "run_cli", "websocket_url"]
 
@@ -110,6 +111,13 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         f"long a user waits for its own messages to come back as events "
         f"(default {DRAIN_TIMEOUT:g})",
     )
+    parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="auto",
+        help="the client stack of the built-in scenarios: picows (pip install 'tether[fast]'), "
+        "aiohttp, or auto: picows when installed, else aiohttp (default auto)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser
 
@@ -145,6 +153,11 @@ def run_cli(args: argparse.Namespace) -> int:
         except ScenarioError as exc:
             print(f"tether loadtest: {exc}", file=sys.stderr)
             return 2
+    try:
+        resolve_client(args.client)
+    except ValueError as exc:
+        print(f"tether loadtest: {exc}", file=sys.stderr)
+        return 2
     url = websocket_url(args.url)
     if not url.startswith(("ws://", "wss://")):
         print(f"tether loadtest: {args.url!r} is not a ws:// or http:// address", file=sys.stderr)
@@ -162,6 +175,7 @@ def run_cli(args: argparse.Namespace) -> int:
         rooms=args.rooms,
         drain_timeout=args.drain_timeout,
         progress=not args.quiet,
+        client=args.client,
     )
     raise_open_files_limit()
     result = execute(config)

@@ -30,5 +30,8 @@ class Config:
     drain_timeout: float = DRAIN_TIMEOUT
     connect_timeout: float = CONNECT_TIMEOUT
     progress: bool = True
+    # The client stack of the built-in scenarios (stacks.CLIENTS); ``execute`` resolves
+    # "auto" to the one that runs, so a result names it.
+    client: str = "auto"
     # Shared by the generator processes of one run; names its rooms.
     run_id: str = field(default_factory=lambda: secrets.token_hex(4))

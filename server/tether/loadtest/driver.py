@@ -3,14 +3,16 @@
 Users start over ``--ramp`` seconds; each runs its scenario in a closed loop
 (send, wait for the reply, send the next) or, with ``--rate``, in an open
 loop where submits leave on a fixed schedule whatever the replies do and
-latency counts from the scheduled time. Built-in scenarios run on
-``LeanConnection`` s, a fresh one per conversation; custom scenario files on
+latency counts from the scheduled time. Built-in scenarios run on the
+connections of the ``--client`` stack (``stacks``: ``PicowsConnection`` or
+``LeanConnection``), a fresh one per conversation; custom scenario files on
 ``tether.Client`` s, wrapped in a ``MeasuredClient``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import time
@@ -18,16 +20,16 @@ from collections.abc import Callable, Generator, Iterator
 from types import ModuleType
 from typing import Any, Final
 
-import aiohttp
-
 from ..errors import TetherError
 from ..protocol import Error, Event, Result, ServerMessage
+from .closed_loop import ClosedLoop
 from .config import Config
-from .connection import ID_RANGE, ConnectionLost, LeanConnection
 from .custom import MeasuredClient, load_scenario_file
 from .histogram import micros
+from .replies import ID_RANGE, Connection, ConnectionLost, Reply
 from .scenario import Options, Scenario, Step, Wait
 from .scenarios import SCENARIOS, default_rooms
+from .stacks import Opener, open_stack
 from .stats import PROGRESS_INTERVAL, Meter, Stats
 
 __all__ = ["LoadTest", "Report"]
@@ -105,9 +107,11 @@ class LoadTest:
 
     async def _run(self, loop: asyncio.AbstractEventLoop, cpu0: float, wall0: float) -> Stats:
         ticker = loop.create_task(self._ticker())
-        connector = aiohttp.TCPConnector(limit=0, force_close=True)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            self.http = http
+        async with contextlib.AsyncExitStack() as resources:
+            if self.scenario is not None:  # custom scenarios open tether.Client s
+                self.opener: Opener = await resources.enter_async_context(
+                    open_stack(self.config.client)
+                )
             run_user = self._run_user if self.scenario is not None else self._run_custom_user
             users = [loop.create_task(run_user(i)) for i in self.indexes]
             if users:
@@ -194,7 +198,7 @@ class LoadTest:
                 await conn.close()
             number += 1
 
-    async def _connect(self, index: int) -> LeanConnection | None:
+    async def _connect(self, index: int) -> Connection | None:
         assert self.scenario is not None
         scenario = self.scenario
 
@@ -214,9 +218,7 @@ class LoadTest:
         t0 = time.perf_counter()
         try:
             async with asyncio.timeout(self.config.connect_timeout):
-                conn = await LeanConnection.open(
-                    self.http, self.config.url, on_frame, on_violation, self._first_id()
-                )
+                conn = await self.opener(self.config.url, on_frame, on_violation, self._first_id())
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -225,7 +227,15 @@ class LoadTest:
         self.stats.connect.record(micros(time.perf_counter() - t0))
         return conn
 
-    async def _converse_closed(self, conn: LeanConnection, steps: Iterator[Step | Wait]) -> None:
+    async def _converse_closed(self, conn: Connection, steps: Iterator[Step | Wait]) -> None:
+        if conn.sends_now:  # picows: one submit after another from the replies' callbacks
+            loop = ClosedLoop(self, conn, steps)
+            try:
+                await loop.start()
+            except asyncio.CancelledError:
+                loop.cancel()
+                raise
+            return
         for step in steps:
             if self.stopping or conn.closed:
                 return
@@ -236,7 +246,7 @@ class LoadTest:
                 return
 
     async def _converse_open(
-        self, conn: LeanConnection, steps: Iterator[Step | Wait], schedule: list[float]
+        self, conn: Connection, steps: Iterator[Step | Wait], schedule: list[float]
     ) -> None:
         in_flight: set[asyncio.Task[bool]] = set()
         loop = asyncio.get_running_loop()
@@ -264,7 +274,7 @@ class LoadTest:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
-    async def _submit(self, conn: LeanConnection, step: Step, t0: float) -> bool:
+    async def _submit(self, conn: Connection, step: Step, t0: float) -> bool:
         """Run one step; False when the connection is gone."""
         if step.sent is not None:
             step.sent(time.perf_counter())
@@ -276,6 +286,11 @@ class LoadTest:
         except asyncio.CancelledError:
             self._lost(conn, step, "no reply before the drain timeout")
             raise
+        self._answered(conn, step, reply, t0)
+        return True
+
+    def _answered(self, conn: Connection, step: Step, reply: Reply, t0: float) -> None:
+        """Count a step's reply (and check it, with --check)."""
         if step.done is not None:
             step.done(reply)
         if isinstance(reply, Result):
@@ -287,9 +302,8 @@ class LoadTest:
                     self.meter.violation(f"session {conn.session[:8]}: {step.fn}: {problem}")
         else:
             self.meter.error(reply.code)
-        return True
 
-    def _lost(self, conn: LeanConnection, step: Step, why: str) -> None:
+    def _lost(self, conn: Connection, step: Step, why: str) -> None:
         if step.done is not None:
             step.done(None)
         self.meter.error("lost")
@@ -298,7 +312,7 @@ class LoadTest:
                 f"session {conn.session[:8]}: a {step.fn} submit got no reply: {why}"
             )
 
-    async def _wait(self, conn: LeanConnection, wait: Wait) -> bool:
+    async def _wait(self, conn: Connection, wait: Wait) -> bool:
         """Pause for ``wait`` (at most the drain timeout); False when the connection closed."""
         if not wait.ready.is_set():
             ready = asyncio.ensure_future(wait.ready.wait())

@@ -48,6 +48,8 @@ class Result:
         return {
             "config": asdict(self.config),
             "mode": "open" if self.config.rate else "closed",
+            # The client stack that generated the load (stacks: picows, aiohttp, websockets).
+            "client": self.config.client,
             "elapsed_s": round(self.elapsed, 3),
             "submits_ok": s.ok,
             "throughput": round(self.throughput, 1),
@@ -83,7 +85,8 @@ class Result:
         mode = f"open loop at {c.rate:g} submits/s" if c.rate else "closed loop"
         procs = f"{c.procs} process{'es' if c.procs > 1 else ''}"
         lines = [
-            f"tether loadtest: {c.scenario}, {c.users} users, {c.duration:g} s, {mode}, {procs}",
+            f"tether loadtest: {c.scenario}, {c.users} users, {c.duration:g} s, {mode}, {procs}, "
+            f"client {c.client}",
             "",
             f"{'':10}{'count':>9}{'per s':>10}{'p50 ms':>10}{'p90 ms':>10}"
             f"{'p99 ms':>10}{'max ms':>10}",

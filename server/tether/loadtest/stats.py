@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .histogram import Histogram, micros
+from .histogram import Histogram
 
 __all__ = ["MAX_VIOLATIONS_KEPT", "PROGRESS_INTERVAL", "Meter", "Stats", "Tick"]
 
@@ -98,7 +98,8 @@ class Tick:
 
 class Meter:
     """Counts what happens in one generator process, into the run's ``stats`` and
-    the current progress interval's ``tick`` at once."""
+    the current progress interval's ``tick``: errors and violations into both at
+    once, answered submits into the tick, which joins ``stats`` when it is taken."""
 
     __slots__ = ("stats", "tick")
 
@@ -107,12 +108,13 @@ class Meter:
         self.tick = Tick()
 
     def ok(self, latency: float) -> None:
-        """A submit answered with its result, ``latency`` seconds after it was due."""
-        value = micros(latency)
-        self.stats.latency.record(value)
-        self.tick.latency.record(value)
-        self.stats.ok += 1
-        self.tick.ok += 1
+        """A submit answered with its result, ``latency`` seconds after it was due.
+
+        Counted into the tick only, the hot path's one histogram; ``take_tick`` adds
+        each tick to the run's ``stats``."""
+        tick = self.tick
+        tick.latency.record(int(latency * 1_000_000))  # micros(), inlined
+        tick.ok += 1
 
     def error(self, code: str) -> None:
         """A submit (or a connect) that failed, by protocol error code or a loadtest's own."""
@@ -124,7 +126,10 @@ class Meter:
         self.tick.violations += 1
 
     def take_tick(self, connected: int) -> Tick:
-        """The interval now ending (with the sessions open now); a new one begins."""
+        """The interval now ending (with the sessions open now); a new one begins.
+        Its submits join the run's ``stats`` here (``ok`` counts only into the tick)."""
         tick, self.tick = self.tick, Tick()
+        self.stats.latency.merge(tick.latency)
+        self.stats.ok += tick.ok
         tick.connected = connected
         return tick
