@@ -93,7 +93,8 @@ def sizes(quick: bool) -> dict[str, Any]:
     if quick:
         return {
             "rounds": 1,
-            "seconds": 0.5,
+            # Long enough that a loaded machine (a CI run) still completes submits.
+            "seconds": 1.0,
             "concurrency": [10],
             "turns": 5,
             "sessions": [20, 100],
@@ -105,7 +106,7 @@ def sizes(quick: bool) -> dict[str, Any]:
             "latency_users": 10,
             "latency_rates": [200],
             "generator_users": 10,
-            "generator_seconds": 0.5,
+            "generator_seconds": 2.0,
             "generator_rounds": 1,
         }
     return {
