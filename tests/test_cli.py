@@ -177,7 +177,8 @@ def _tether(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
             '@app.function(inputs=["text", "text"], outputs="text")\n'
             "def shout(text):\n"
             "    return text\n",
-            "myapp.py:5: shout takes 1 positional parameters but has 2 inputs",
+            "myapp.py:5: shout takes 1 positional parameter but has 2 inputs "
+            "(one parameter per input, in order)",
             None,
         ),
         (

@@ -31,10 +31,10 @@ def load_app(spec: str) -> App:
     module_name, _, attr = spec.partition(":")
     attr = attr or "app"
     if module_name.endswith(".py"):
-        module = module_name[:-3].replace(os.sep, ".").replace("/", ".").strip(".")
+        dotted = module_name[:-3].replace(os.sep, ".").replace("/", ".").strip(".")
         raise SystemExit(
             f"tether: {module_name!r} is a file name; give the module name instead, "
-            f"without '.py': tether serve {module}:{attr}"
+            f"without '.py': tether serve {dotted}:{attr}"
         )
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")

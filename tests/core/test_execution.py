@@ -404,4 +404,3 @@ async def test_a_bad_return_value_is_fn_error_for_the_caller_and_one_log_line(
     assert lines[0].levelname == "WARNING"
     assert lines[0].exc_info is None
     assert "\n" not in lines[0].getMessage()
-

@@ -109,7 +109,9 @@ def check_output(component: str, value: Any) -> Any:
 
 def _chat_entry(i: int, pair: Any) -> None:
     if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-        raise BadValue(f"chatbot output entry {i} must be a [user, bot] pair, got {json_kind(pair)}")
+        raise BadValue(
+            f"chatbot output entry {i} must be a [user, bot] pair, got {json_kind(pair)}"
+        )
     for part in pair:
         if part is not None and not isinstance(part, str):
             raise BadValue(

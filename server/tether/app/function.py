@@ -148,7 +148,7 @@ def build_function(
 def _where(fn: Callable[..., Any]) -> str:
     """``file:line: `` of a function's definition (the file relative to the working
     directory when it is under it), or "" when it has none (a builtin, a partial)."""
-    code = getattr(inspect.unwrap(fn), "__code__", None)
+    code = getattr(inspect.unwrap(getattr(fn, "func", fn)), "__code__", None)  # (a partial)
     if code is None:
         code = getattr(getattr(fn, "__call__", None), "__code__", None)  # noqa: B004
     if code is None:
@@ -295,6 +295,10 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return not inspect.isroutine(fn) and inspect.iscoroutinefunction(call)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _positional_params(fn: Callable[..., Any], fname: str, count: int) -> list[inspect.Parameter]:
     try:
         sig = inspect.signature(fn)
@@ -315,7 +319,10 @@ def _positional_params(fn: Callable[..., Any], fname: str, count: int) -> list[i
             "(inputs are passed by position)"
         )
     if len(params) < count and not has_varargs:
-        raise AppError(f"{fname} takes {len(params)} positional parameters but has {count} inputs")
+        raise AppError(
+            f"{fname} takes {_plural(len(params), 'positional parameter')} but has "
+            f"{_plural(count, 'input')} (one parameter per input, in order)"
+        )
     if len(params) > count:
         extra = [p.name for p in params[count:] if p.default is inspect.Parameter.empty]
         if extra:

@@ -211,10 +211,13 @@ class Server:
             await self._own_backend.close()
 
 
-async def _reachable(backend: StoreBackend, timeout: float = 3.0) -> bool:
-    """Whether a shared store answers a ping within ``timeout`` seconds."""
+_PING_TIMEOUT = 3.0  # seconds a shared store has to answer the startup ping
+
+
+async def _reachable(backend: StoreBackend) -> bool:
+    """Whether a shared store answers a ping within ``_PING_TIMEOUT`` seconds."""
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(_PING_TIMEOUT):
             return await backend.ping()
     except TimeoutError:
         return False
