@@ -263,19 +263,30 @@ def test_stopping_prints_one_line_when_stopping_and_one_when_stopped(procs, sig)
     assert lines[-1] == stopped[0]
 
 
+def _serve_demo_against_nothing(procs: list[Proc]) -> tuple[int, int, list[str]]:
+    """Start the demo with a Redis store where nothing listens; return its port, the
+    store's port and what it printed before "serving". The Redis client's refused
+    connects churn local ports before the server binds, so a free port picked meanwhile
+    may be taken: then it is tried again on new ports."""
+    for _ in range(3):
+        port, nothing = free_port(), free_port()
+        proc = Proc(["demo", "--port", str(port), "--store", f"redis://127.0.0.1:{nothing}/0"])
+        procs.append(proc)
+        assert proc.p.stdout is not None
+        before: list[str] = []
+        for line in proc.p.stdout:
+            if "serving on" in line:
+                return port, nothing, before
+            before.append(line)
+        if "address already in use" not in "".join(before):
+            break
+    raise AssertionError("never served: " + "".join(before))
+
+
 def test_an_unreachable_redis_is_said_at_once_and_readyz_reports_it(procs):
     pytest.importorskip("redis")
-    port, nothing = free_port(), free_port()  # nothing listens on the second
-    proc = Proc(["demo", "--port", str(port), "--store", f"redis://127.0.0.1:{nothing}/0"])
-    procs.append(proc)
-    assert proc.p.stdout is not None
-    before: list[str] = []
-    for line in proc.p.stdout:
-        if "serving on" in line:
-            break
-        before.append(line)
-    else:
-        raise AssertionError("never served: " + "".join(before))
+    port, nothing, before = _serve_demo_against_nothing(procs)
+    proc = procs[-1]
     # Said before "serving", not after a wait: one warning naming the store and /readyz.
     warning = [line for line in before if "unreachable" in line]
     assert len(warning) == 1, before
