@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from typing import Any
 
 import pytest
@@ -316,12 +318,12 @@ def test_add_refuses_a_function_with_too_few_parameters() -> None:
     def f(a):
         return a
 
-    with pytest.raises(AppError, match="takes 1 positional parameters but has 2 inputs"):
+    with pytest.raises(AppError, match="takes 1 positional parameter but has 2 inputs"):
         App().add(f, ["text", "number"])
 
 
 def test_add_counts_state_inputs_against_the_parameters() -> None:
-    with pytest.raises(AppError, match="positional parameters"):
+    with pytest.raises(AppError, match="positional parameter"):
         App().add(lambda a: a, ["text", "state"], name="f")
 
 
@@ -602,3 +604,29 @@ def test_on_session_end_registers_the_hook_and_returns_it() -> None:
 
     assert app.on_session_end(goodbye) is goodbye
     assert app.session_end_hooks == [goodbye]
+
+
+def test_a_declaration_mistake_is_one_line_starting_with_the_functions_file_and_line() -> None:
+    app = App()
+    decorator_line = sys._getframe().f_lineno + 4
+    with pytest.raises(AppError) as raised:
+        # (the decorator's line is the one that holds the mistake)
+
+        @app.function(inputs=["textbox", "state"], outputs=["chatbot", "state"])
+        def chat(message, history=[]):  # noqa: B006
+            return history, history
+
+    message = str(raised.value)
+    where = f"{os.path.relpath(__file__)}:{decorator_line}: "
+    assert message.startswith(where + "chat: unknown component 'textbox'; expected one of text")
+    assert "\n" not in message
+
+
+def test_a_mistake_of_a_partial_names_the_wrapped_functions_file() -> None:
+    def shout(text, volume):
+        return text
+
+    where = f"{os.path.relpath(__file__)}:{shout.__code__.co_firstlineno}: "
+    with pytest.raises(AppError) as raised:
+        App().add(functools.partial(shout), "text", "text", name="shout")
+    assert str(raised.value) == where + "shout: parameters ['volume'] have no input and no default"
