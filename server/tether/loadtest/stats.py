@@ -33,6 +33,10 @@ class Stats:
     # Topic events received, and the latencies the scenario could time.
     events: int = 0
     event_latency: Histogram = field(default_factory=Histogram)
+    # Results per function, where the scenario counts them (auto).
+    calls: Counter[str] = field(default_factory=Counter)
+    # What stopped the run before its time (a function the server does not have).
+    fatal: str | None = None
 
     def violation(self, text: str) -> None:
         self.violation_count += 1
@@ -52,6 +56,9 @@ class Stats:
         self.wall_seconds = max(self.wall_seconds, other.wall_seconds)
         self.events += other.events
         self.event_latency.merge(other.event_latency)
+        self.calls.update(other.calls)
+        if self.fatal is None:
+            self.fatal = other.fatal
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +72,8 @@ class Stats:
             "cpu_seconds": self.cpu_seconds,
             "wall_seconds": self.wall_seconds,
             "events": self.events,
+            "calls": dict(self.calls),
+            "fatal": self.fatal,
             "event_latency": self.event_latency.to_dict(),
         }
 
@@ -81,6 +90,8 @@ class Stats:
             cpu_seconds=list(data["cpu_seconds"]),
             wall_seconds=data["wall_seconds"],
             events=data["events"],
+            calls=Counter(data["calls"]),
+            fatal=data["fatal"],
             event_latency=Histogram.from_dict(data["event_latency"]),
         )
 
