@@ -24,12 +24,15 @@ def test_the_command_line_runs_a_loadtest_and_prints_a_summary(serve_app, tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert "submits/s" in proc.stderr  # the progress line
     assert "p99 ms" in proc.stdout
-    assert "errors: none" in proc.stdout
+    # The auto scenario calls every function of the demo (say before join_room is its
+    # fn_error): the summary counts results per function.
+    assert "results by function: " in proc.stdout and "track_score" in proc.stdout
+    assert "errors: " in proc.stdout
 
 
 def test_an_unknown_scenario_is_refused_with_a_clear_message(capsys):
     assert main(["ws://127.0.0.1:9/ws", "--scenario", "nope"]) == 2
-    assert "use one of chat, score, rooms" in capsys.readouterr().err
+    assert "use one of auto, chat, score, rooms" in capsys.readouterr().err
 
 
 def test_plot_without_matplotlib_is_refused_before_the_run(monkeypatch, capsys, tmp_path):
