@@ -223,3 +223,34 @@ def test_welcome_helper_reads_functions(serve_app):
     srv = serve_app(make_app())
     welcome = asyncio.run(fetch_welcome(srv.ws_url))
     assert [f["name"] for f in welcome.functions][:3] == ["shout", "total", "wrap"]
+
+
+def test_a_server_s_rate_limit_is_respected_not_flooded(serve_app, tmp_path):
+    """A server allowing 50 messages/s a session, closing after 20 rejected: the auto
+    scenario pauses for each retry_after, so no session is closed for flooding."""
+    srv = serve_app(make_app(), submit_rate=50.0, submit_burst=10, flood_limit=20)
+    status, result = loadtest(
+        srv.url, "--users", "2", "--duration", "1.5", "--turns", "200", "--mix", "tick=1",
+        "--check",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert status == 0, result["check"]["examples"]
+    errors = result["errors"]
+    assert set(errors) <= {"rate_limited"}
+    assert "lost" not in errors  # no session closed under it (1008)
+    assert result["connects"] == 2  # 200 turns each: the sessions lived to the end
+    # 2 sessions x (10 burst + 50/s x 1.5 s) results at most, and a few rejections.
+    assert result["submits_ok"] <= 2 * (10 + 50 * 2)
+    assert errors.get("rate_limited", 0) <= result["submits_ok"]
+
+
+def test_the_auto_scenario_over_two_generator_processes(serve_app, tmp_path):
+    srv = serve_app(make_app())
+    status, result = loadtest(
+        srv.url, "--users", "4", "--duration", "1.5", "--procs", "2", "--rate", "200",
+        "--mix", "chat=1,stream=1,total=1", "--check",
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert status == 0, result["check"]["examples"]
+    assert set(result["calls"]) == {"chat", "stream", "total"}
+    assert result["check"]["results_checked"] == result["submits_ok"] > 0

@@ -42,7 +42,7 @@ def test_plot_without_matplotlib_is_refused_before_the_run(monkeypatch, capsys, 
     assert not (tmp_path / "x.png").exists()
 
 
-def test_plot_draws_throughput_and_latency_when_matplotlib_is_there(serve_app, tmp_path):
+def test_plot_draws_throughput_and_latency_when_matplotlib_is_there(serve_app, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     srv = serve_app(create_app())
     png = tmp_path / "run.png"
@@ -50,6 +50,9 @@ def test_plot_draws_throughput_and_latency_when_matplotlib_is_there(serve_app, t
         srv.url, "--users", "2", "--duration", "2.5", "--plot", str(png), tmp_path=tmp_path
     )
     assert status == 0
+    out = capsys.readouterr().out
+    assert f"plot written to {png.resolve()}" in out
+    assert f"results written to {(tmp_path / 'result.json').resolve()}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -55,7 +55,11 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         help="drive many scripted sessions against a server; report latency and throughput",
         description=(
             "Run N simulated users against a tether server and report throughput, "
-            "latency percentiles and errors."
+            "latency percentiles and errors. By default (--scenario auto) they call the "
+            "app's own functions, as the server's welcome lists them, with generated "
+            "inputs; a rate_limited answer makes a session wait its retry_after. A "
+            "scenario calling a function the server lacks stops at once; a run with a "
+            "--check violation, or without one successful submit, exits 1."
         ),
     )
     parser.add_argument("url", help="server address: ws://HOST:PORT/ws or http://HOST:PORT")
@@ -74,7 +78,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "--mix",
         metavar="FN=WEIGHT,...",
         default=None,
-        help="auto: how often to call each function, e.g. chat=3,score=1 "
+        help="auto: how often to call each function, e.g. chat=3,track_score=1 "
         "(functions left out are not called; default: all alike)",
     )
     parser.add_argument(
@@ -93,7 +97,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
         "--turns",
         type=_positive_int,
         default=DEFAULT_TURNS,
-        help=f"chat, rooms: messages per conversation before reconnecting "
+        help=f"auto, chat, rooms: submits per conversation (a session) before reconnecting "
         f"(default {DEFAULT_TURNS})",
     )
     parser.add_argument(

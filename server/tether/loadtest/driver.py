@@ -350,7 +350,8 @@ class LoadTest:
             self.meter.error(reply.code)
             if reply.code == Code.UNKNOWN_FN:
                 names = [f["name"] for f in conn.welcome.functions if isinstance(f, dict)]
-                self._fatal(missing_function(step.fn, names))
+                hint = self.scenario is not None and bool(self.scenario.uses)
+                self._fatal(missing_function(step.fn, names, hint))
             elif self.config.check and self.scenario is not None:
                 problem = self.scenario.judge_error(step, reply)
                 if problem is not None:

@@ -39,10 +39,12 @@ Check = Callable[[list[Any]], "str | None"]
 """Judges a result's data: ``None`` when it is right, else what is wrong."""
 
 
-def missing_function(fn: str, names: list[str]) -> str:
-    """The one line that stops a run calling a function the server does not have."""
+def missing_function(fn: str, names: list[str], hint: bool = True) -> str:
+    """The one line that stops a run calling a function the server does not have
+    (``hint``: suggest the scenario that calls whatever the server has)."""
     have = ", ".join(names) if names else "no functions"
-    return f"the server has no function {fn!r} (it has: {have}); try --scenario auto"
+    line = f"the server has no function {fn!r} (it has: {have})"
+    return line + ("; --scenario auto calls the app's own" if hint else "")
 
 
 class ScenarioError(Exception):

@@ -4,8 +4,10 @@ Every conversation (a new session, ``--turns`` submits) calls the functions
 the server's welcome lists, picked at random by weight (``--mix fn=weight,...``;
 by default all alike), with valid inputs generated for each public component.
 A session keeps to its own state: the server keeps it, this scenario never
-mixes two sessions' submits. A ``rate_limited`` answer pauses the session for
-the ``retry_after`` it carries rather than sending on into a flood close.
+mixes two sessions' submits. A ``rate_limited`` answer makes the session wait
+the ``retry_after`` it carries before each of its next submits (see
+``AutoScenario._done``): it keeps to the server's rate limit rather than sending
+on into a flood close (1008).
 
 What ``--check`` verifies of each answer:
 
@@ -59,8 +61,12 @@ ACCEPTED_ERRORS: Final = frozenset(
     }
 )
 
-# The longest pause a rate_limited answer makes a session take.
+# The longest pause a rate_limited answer makes a session take before each submit.
 MAX_PAUSE: Final = 5.0
+# A rate-limited session's pause shrinks by a tenth after this many results in a row,
+# and goes once it is under MIN_PACE.
+PACE_RELAX: Final = 20
+MIN_PACE: Final = 0.001
 
 _WORDS: Final = ("hello", "load", "test", "what", "is", "the", "weather", "ok", "again")
 
@@ -157,7 +163,9 @@ class AutoScenario(Scenario):
         self.functions: tuple[Function, ...] = ()
         self.weights: list[float] = []
         self.marks = _Marks(options.run_id)
-        self.pause: dict[int, float] = {}  # user -> seconds to pause before its next submit
+        # user -> seconds between its submits, since the server said rate_limited
+        self.pace: dict[int, float] = {}
+        self.paced: dict[int, int] = {}  # user -> results since its pace last changed
 
     def bind(self, functions: tuple[Function, ...]) -> str | None:
         mix = dict(self.options.mix)
@@ -186,7 +194,7 @@ class AutoScenario(Scenario):
         mark = f"lt-{self.options.run_id} u{user}.{number} "
         own = f"{user}.{number}"
         for turn in range(self.options.turns):
-            pause = self.pause.pop(user, 0.0)
+            pause = self.pace.get(user, 0.0)
             if pause > 0:
                 ready = asyncio.Event()
                 asyncio.get_running_loop().call_later(pause, ready.set)
@@ -201,11 +209,27 @@ class AutoScenario(Scenario):
             )
 
     def _done(self, user: int, fn: str, reply: Result | Error | None) -> None:
+        """Count results; keep to the server's rate limit.
+
+        A ``rate_limited`` answer makes the session wait its ``retry_after`` before
+        every later submit (longer each time it comes again), so that it sends at
+        the rate the server allows instead of being closed for flooding; after
+        ``PACE_RELAX`` results in a row the pause shrinks by a tenth, until it is gone.
+        """
         if type(reply) is Result:
             self.calls[fn] += 1
+            if user in self.pace:
+                self.paced[user] = n = self.paced.get(user, 0) + 1
+                if n >= PACE_RELAX:
+                    self.paced[user] = 0
+                    self.pace[user] *= 0.9
+                    if self.pace[user] < MIN_PACE:
+                        del self.pace[user]
         elif type(reply) is Error and reply.code == Code.RATE_LIMITED:
             retry = reply.retry_after if reply.retry_after is not None else 0.1
-            self.pause[user] = min(MAX_PAUSE, max(0.0, retry))
+            pace = max(retry, self.pace.get(user, 0.0) * 1.25, MIN_PACE)
+            self.pace[user] = min(MAX_PAUSE, pace)
+            self.paced[user] = 0
 
     def _check(self, fn: Function, own: str, data: list[Any]) -> str | None:
         if len(data) != len(fn.outputs):
