@@ -174,7 +174,7 @@ class AutoScenario(Scenario):
             return problem
         for f in functions:
             bad = [c for c in f.inputs if c not in COMPONENTS]
-            if bad and mix.get(f.name, 1.0 if not mix else 0.0):
+            if bad and mix.get(f.name, 0.0):  # named in --mix: say so (else: left out)
                 return f"{f.name} takes a {bad[0]!r} input, which the load tester cannot generate"
         chosen = [
             (f, mix.get(f.name, 0.0) if mix else 1.0)
