@@ -69,6 +69,20 @@ def test_the_auto_scenario_passes_its_check_against_an_app_of_its_own(serve_app,
     # Every function was called, those without inputs and the streaming one too.
     assert set(result["calls"]) == {"shout", "total", "wrap", "chat", "count", "tick", "stream"}
     assert sum(result["calls"].values()) == result["submits_ok"]
+    assert result["partials"] >= 3 * result["calls"]["stream"]  # three yields a result
+
+
+def test_a_partial_of_the_wrong_shape_is_a_violation(raw_server, tmp_path):
+    async def handler(submit, send, history):
+        await send(orjson.dumps({"type": "partial", "id": submit.id, "data": [5]}))
+        await send(encode_result(submit.id, [[["a", "b"]]]))
+
+    welcome = encode_welcome("raw", [{"name": "s", "inputs": [], "outputs": ["chatbot"]}])
+    url = raw_server(handler, welcome=welcome)
+    status, result = loadtest(url, "--users", "1", "--duration", "0.5", "--check",
+                              tmp_path=tmp_path)  # fmt: skip
+    assert status == 1
+    assert "s: a partial: a chatbot output is int" in result["check"]["examples"][0]
 
 
 def test_the_auto_scenario_drives_the_demo_too(serve_app, tmp_path):

@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any, Final
 
 from ..errors import TetherError
-from ..protocol import Code, Error, Event, Result, ServerMessage
+from ..protocol import Code, Error, Event, Partial, Result, ServerMessage
 from .closed_loop import ClosedLoop
 from .config import Config
 from .custom import MeasuredClient, load_scenario_file
@@ -251,6 +251,8 @@ class LoadTest:
         def on_frame(message: ServerMessage) -> None:
             if type(message) is Event:
                 self.stats.events += 1
+            elif type(message) is Partial:
+                self.stats.partials += 1
             elif type(message) is Error:
                 self.meter.error(message.code)
                 return

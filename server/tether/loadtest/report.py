@@ -55,6 +55,7 @@ class Result:
             "elapsed_s": round(self.elapsed, 3),
             "submits_ok": s.ok,
             "calls": dict(s.calls),
+            "partials": s.partials,
             "fatal": s.fatal,
             "throughput": round(self.throughput, 1),
             "latency_ms": s.latency.summary_ms(50, 90, 99),
@@ -114,6 +115,8 @@ class Result:
                 "results by function: "
                 + ", ".join(f"{fn} {n} ({n / total:.0%})" for fn, n in s.calls.most_common())
             )
+        if s.partials:
+            lines.append(f"partials: {s.partials} streamed before their results")
         if s.event_latency.count:
             lines.append(
                 f"events: topic events received; latency from a say's submit to its event, "

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any, Final
 
-from ...protocol import Code, Error, Result
+from ...protocol import Code, Error, Partial, Result, ServerMessage
 from ..scenario import Function, Options, Scenario, ScenarioError, Step, Wait
 
 __all__ = [
@@ -165,6 +165,8 @@ class AutoScenario(Scenario):
         self.marks = _Marks(options.run_id)
         # user -> seconds between its submits, since the server said rate_limited
         self.pace: dict[int, float] = {}
+        # user -> the functions of its submits in flight (and the conversation's mark)
+        self.in_flight: dict[int, list[tuple[Function, str]]] = {}
         self.paced: dict[int, int] = {}  # user -> results since its pace last changed
 
     def bind(self, functions: tuple[Function, ...]) -> str | None:
@@ -205,8 +207,24 @@ class AutoScenario(Scenario):
                 fn.name,
                 data,
                 partial(self._check, fn, own),
+                sent=partial(self._sent, user, fn, own),
                 done=partial(self._done, user, fn.name),
             )
+
+    def _sent(self, user: int, fn: Function, own: str, now: float) -> None:
+        self.in_flight.setdefault(user, []).append((fn, own))
+
+    def on_frame(self, user: int, message: ServerMessage) -> str | None:
+        """With ``--check``: a partial of the one submit in flight has its function's
+        shape, as a result must (with several in flight, open loop, it is not judged)."""
+        if type(message) is not Partial or not self.options.check:
+            return None
+        flying = self.in_flight.get(user)
+        if not flying or len(flying) != 1:
+            return None
+        fn, own = flying[0]
+        problem = self._check(fn, own, message.data)
+        return None if problem is None else f"{fn.name}: a partial: {problem}"
 
     def _done(self, user: int, fn: str, reply: Result | Error | None) -> None:
         """Count results; keep to the server's rate limit.
@@ -216,6 +234,14 @@ class AutoScenario(Scenario):
         the rate the server allows instead of being closed for flooding; after
         ``PACE_RELAX`` results in a row the pause shrinks by a tenth, until it is gone.
         """
+        flying = self.in_flight.get(user)
+        if flying:
+            for k, (f, _) in enumerate(flying):
+                if f.name == fn:
+                    del flying[k]
+                    break
+            if not flying:
+                del self.in_flight[user]
         if type(reply) is Result:
             self.calls[fn] += 1
             if user in self.pace:
