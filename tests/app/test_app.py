@@ -654,15 +654,18 @@ def test_a_room_is_declared_over_functions_of_any_name() -> None:
     ]
 
 
+ROOM = {"join": "enter", "say": "post", "leave": "exit_room"}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"join": "missing", "say": "post", "leave": "exit_room"}, "not a registered function"),
-        ({"join": "post", "say": "post", "leave": "exit_room"}, r"must take the inputs \(text, text\)"),
-        ({"join": "enter", "say": "post", "leave": "exit_room", "topic": "room"}, "must contain"),
-        ({"join": "enter", "say": "post", "leave": "exit_room", "topic": "other:{room}"}, "allowed"),
+        ({**ROOM, "join": "missing"}, "not a registered function"),
+        ({**ROOM, "join": "post"}, r"must take the inputs \(text, text\)"),
+        ({**ROOM, "topic": "room"}, "must contain"),
+        ({**ROOM, "topic": "other:{room}"}, "allowed"),
     ],
-)  # fmt: skip
+)
 def test_a_room_over_the_wrong_functions_or_topic_is_refused(
     kwargs: dict[str, str], message: str
 ) -> None:

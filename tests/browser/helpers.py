@@ -153,5 +153,7 @@ def screenshot(page: Page, name: str) -> Path:
     """Save the whole page as ``test-artifacts/<name>.png`` (git-ignored) for people to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    # From the top: a full-page shot of a scrolled page draws the sticky header mid-page.
+    page.evaluate("document.activeElement?.blur(); window.scrollTo(0, 0)")
     page.screenshot(path=str(path), full_page=True)
     return path

@@ -4,6 +4,7 @@ with a copy button, and a conversation can start over. Real server, real Chromiu
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import Callable
@@ -248,10 +249,10 @@ def test_six_functions_at_1280px_fill_the_width_beside_a_list_of_them_inputs_bes
     for ins, outs in zip(boxes["inputs"], boxes["outputs"], strict=True):
         assert outs["x"] >= ins["right"] and abs(outs["y"] - ins["y"]) < 2, boxes
     assert boxes["scroll"][0] <= boxes["scroll"][1]
+    screenshot(page, "six-functions-1280")
     # A link of the list takes you to its function.
     nav.get_by_role("link", name="Word count").click()
     expect(panel(page, "Word count")).to_be_focused()
-    screenshot(page, "six-functions-1280")
 
 
 def test_six_functions_at_375px_are_one_column_without_horizontal_scroll(
@@ -264,7 +265,7 @@ def test_six_functions_at_375px_are_one_column_without_horizontal_scroll(
     assert boxes["scroll"][0] <= boxes["scroll"][1], boxes["scroll"]
     for box in panels:
         assert abs(box["x"] - panels[0]["x"]) < 1 and box["right"] <= boxes["scroll"][1], boxes
-    for earlier, later in zip(panels, panels[1:], strict=False):
+    for earlier, later in itertools.pairwise(panels):
         assert later["y"] >= earlier["bottom"], boxes
     for ins, outs in zip(boxes["inputs"], boxes["outputs"], strict=True):
         assert outs["y"] >= ins["bottom"] - 1, boxes  # outputs under inputs
