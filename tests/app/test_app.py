@@ -630,3 +630,92 @@ def test_a_mistake_of_a_partial_names_the_wrapped_functions_file() -> None:
     with pytest.raises(AppError) as raised:
         App().add(functools.partial(shout), "text", "text", name="shout")
     assert str(raised.value) == where + "shout: parameters ['volume'] have no input and no default"
+
+
+# -- what the app declares for clients to show (welcome, protocol 9) ------------------
+
+
+def test_topics_given_as_a_mapping_are_allowed_and_described() -> None:
+    app = App("described", topics={"scores": "The best three.", "room:*": ""})
+    app.describe_topic("scores", "The best three, live.", label="Top scores")
+    assert app.topics == ["scores", "room:*"]
+    fields = app.welcome_fields()
+    assert fields["title"] == "described"
+    assert fields["topic_info"] == {
+        "scores": {"label": "Top scores", "description": "The best three, live."},
+        "room:*": {},
+    }
+
+
+def test_a_topic_that_is_not_allowed_cannot_be_described() -> None:
+    with pytest.raises(AppError, match="not an allowed topic"):
+        App().describe_topic("scores", "nobody may follow it")
+
+
+def room_functions(app: App) -> None:
+    @app.function(inputs=["text", "text"], outputs="json")
+    def enter(name: str, room: str) -> object:
+        return {"room": room, "name": name, "history": [], "members": [name]}
+
+    @app.function(inputs="text", outputs="json")
+    def post(text: str) -> object:
+        return {"kind": "message", "id": "1", "name": "x", "text": text, "at": 0}
+
+    @app.function(outputs="json")
+    def exit_room() -> object:
+        return {"left": None}
+
+
+def test_a_room_is_declared_over_functions_of_any_name() -> None:
+    app = App(topics=["channel/*"])
+    room_functions(app)
+    app.room(join="enter", say="post", leave="exit_room", topic="channel/{room}", label="Rooms")
+    assert app.welcome_fields()["widgets"] == [
+        {
+            "kind": "room",
+            "label": "Rooms",
+            "join": "enter",
+            "say": "post",
+            "leave": "exit_room",
+            "topic": "channel/{room}",
+        }
+    ]
+
+
+ROOM = {"join": "enter", "say": "post", "leave": "exit_room"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({**ROOM, "join": "missing"}, "not a registered function"),
+        ({**ROOM, "join": "post"}, r"must take the inputs \(text, text\)"),
+        ({**ROOM, "topic": "room"}, "must contain"),
+        ({**ROOM, "topic": "other:{room}"}, "allowed"),
+    ],
+)
+def test_a_room_over_the_wrong_functions_or_topic_is_refused(
+    kwargs: dict[str, str], message: str
+) -> None:
+    app = App(topics=["room:*"])
+    room_functions(app)
+    with pytest.raises(AppError, match=message):
+        app.room(**kwargs)
+
+
+def test_a_label_goes_into_the_manifest_and_none_leaves_it_out() -> None:
+    app = App()
+
+    @app.function(inputs="number", outputs="number", label="Double it")
+    def double(x: float) -> float:
+        return 2 * x
+
+    @app.function(inputs="number", outputs="number")
+    def triple(x: float) -> float:
+        return 3 * x
+
+    double_entry, triple_entry = app.manifest()
+    assert double_entry["label"] == "Double it"
+    assert "label" not in triple_entry
+    with pytest.raises(AppError, match="label must be a non-empty string"):
+        app.add(triple, "number", "number", name="t2", label="  ")

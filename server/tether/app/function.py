@@ -63,6 +63,8 @@ class Function:
     max_queue: int | None = None
     # Seconds a submit may run before it ends with `timeout` (None: no limit).
     timeout: float | None = None
+    # The human title clients show (``label=``); "" lets them make one from the name.
+    label: str = ""
 
     @property
     def streams(self) -> bool:
@@ -78,6 +80,8 @@ class Function:
         }
         if self.description:
             entry["description"] = self.description
+        if self.label:
+            entry["label"] = self.label
         return entry
 
     def check_arguments(self, data: list[Any]) -> list[Any]:
