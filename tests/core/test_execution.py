@@ -342,3 +342,65 @@ async def test_the_budget_measures_again_in_full_when_its_estimate_drifts(harnes
         if (await h.call("both", "w" * 100))["type"] == "error":
             break
     assert len(orjson.dumps(h.state(slot))) <= 100_000 * 1.2
+
+
+def bad_returns_app() -> App:
+    app = App("bad returns")
+    shared = State(default=[])
+
+    @app.function(inputs="text", outputs="number")
+    def count(text):
+        return "three"  # a string for a number output
+
+    @app.function(inputs="text", outputs="json")
+    def things(text):
+        return {"a": object()}  # not JSON
+
+    @app.function(inputs=["text", shared], outputs=["chatbot", shared])
+    def chat(message, history):
+        history.append([message, "ok"])
+        return {"history": history}, history  # not a list of pairs
+
+    @app.function(inputs=["text", shared], outputs=["chatbot", shared])
+    def good_chat(message, history):
+        history.append([message, "ok"])
+        return history, history  # its journaled state: a list subclass, fine
+
+    @app.function(inputs="text", outputs="number")
+    async def countdown(text):
+        yield 3
+        yield "liftoff"
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("fn", "words"),
+    [
+        ("count", "count returned a bad value: a number output must be a number, got a string"),
+        ("things", "things returned a bad value: outputs cannot be sent as JSON"),
+        ("chat", "chat returned a bad value: a chatbot output must be a list of [user, bot] pairs"),
+        ("countdown", "countdown returned a bad value: a number output must be a number"),
+    ],
+)
+async def test_a_bad_return_value_is_fn_error_for_the_caller_and_one_log_line(
+    serve_app, caplog, fn, words
+):
+    """On a real server: the caller gets fn_error naming the function, and the server log
+    gets one warning line with the same words and no traceback."""
+    import tether
+
+    server = serve_app(bad_returns_app())
+    caplog.set_level("WARNING", logger="tether.session")
+    async with tether.connect(server.ws_url) as c:
+        with pytest.raises(tether.TetherError) as raised:
+            await c.submit(fn, "x")
+        assert raised.value.code == "fn_error"
+        assert words in raised.value.message
+        # The state is as before: chat's append was rolled back, good_chat sees one pair.
+        assert await c.submit("good_chat", "a") == [["a", "ok"]]
+    lines = [r for r in caplog.records if r.name == "tether.session"]
+    assert [r.getMessage() for r in lines] == [raised.value.message]
+    assert lines[0].levelname == "WARNING"
+    assert lines[0].exc_info is None
+    assert "\n" not in lines[0].getMessage()

@@ -128,7 +128,11 @@ class Executor:
             return _error(id, Code.STORE_UNAVAILABLE, str(exc))
         except (BadValue, LocalProtocolError) as exc:
             failed()
-            return _error(id, Code.FN_ERROR, f"{function.name} returned a bad value: {exc}")
+            # One line for the app's author (the caller gets the same words): what the
+            # function returned is wrong, so a traceback would only show tether's frames.
+            message = f"{function.name} returned a bad value: {exc}"
+            log.warning("%s", message)
+            return _error(id, Code.FN_ERROR, message)
         except Exception as exc:
             failed()
             log.warning("%s raised %s: %s", function.name, type(exc).__name__, exc, exc_info=True)

@@ -21,13 +21,13 @@ from types import ModuleType
 from typing import Any, Final
 
 from ..errors import TetherError
-from ..protocol import Error, Event, Result, ServerMessage
+from ..protocol import Code, Error, Event, Partial, Result, ServerMessage
 from .closed_loop import ClosedLoop
 from .config import Config
 from .custom import MeasuredClient, load_scenario_file
 from .histogram import micros
 from .replies import ID_RANGE, Connection, ConnectionLost, Reply
-from .scenario import Options, Scenario, Step, Wait
+from .scenario import Function, Options, Scenario, Step, Wait, functions_of, missing_function
 from .scenarios import SCENARIOS, default_rooms
 from .stacks import Opener, open_stack
 from .stats import PROGRESS_INTERVAL, Meter, Stats
@@ -60,6 +60,7 @@ class LoadTest:
         self.indexes = range(proc, config.users, config.procs)
         self.scenario: Scenario | None = None
         self.custom: ModuleType | None = None
+        self.functions: tuple[Function, ...] = ()
         if config.scenario in SCENARIOS:
             rooms = config.rooms if config.rooms is not None else default_rooms(config.users)
             options = Options(
@@ -67,6 +68,7 @@ class LoadTest:
                 rooms=min(rooms, config.users),
                 check=config.check,
                 run_id=config.run_id,
+                mix=config.mix,
             )
             self.scenario = SCENARIOS[config.scenario](options)
         else:
@@ -112,6 +114,8 @@ class LoadTest:
                 self.opener: Opener = await resources.enter_async_context(
                     open_stack(self.config.client)
                 )
+                if not await self._bind():
+                    self.indexes = range(0)
             run_user = self._run_user if self.scenario is not None else self._run_custom_user
             users = [loop.create_task(run_user(i)) for i in self.indexes]
             if users:
@@ -127,10 +131,52 @@ class LoadTest:
         self._send_tick()
         if self.scenario is not None:
             self.stats.event_latency.merge(self.scenario.event_latency)
+            self.stats.calls.update(self.scenario.calls)
         wall = time.monotonic() - wall0
         self.stats.cpu_seconds = [time.process_time() - cpu0]
         self.stats.wall_seconds = wall
         return self.stats
+
+    async def _bind(self) -> bool:
+        """Give the scenario the server's functions (from the command line's welcome, or
+        one read now); False, with ``stats.fatal`` set, when it cannot run against them."""
+        assert self.scenario is not None
+        listed = list(self.config.functions)
+        if not listed:
+            conn = await self._probe()
+            if conn is None:
+                if self.scenario.uses:
+                    return True  # the demo's scenarios: run, and count the failed connects
+                self.stats.fatal = f"could not read the server's welcome at {self.config.url}"
+                return False
+            listed = conn.welcome.functions
+            await conn.close()
+        self.functions = functions_of(listed)
+        problem = self.scenario.bind(self.functions)
+        if problem is not None:
+            self.stats.fatal = problem
+            return False
+        return True
+
+    async def _probe(self) -> Connection | None:
+        for attempt in range(3):
+            try:
+                async with asyncio.timeout(self.config.connect_timeout):
+                    return await self.opener(
+                        self.config.url, lambda m: None, lambda v: None, self._first_id()
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.meter.error("connect_failed")
+                await self._backoff(attempt)
+        return None
+
+    def _fatal(self, text: str) -> None:
+        """Stop the run at once: it cannot go on (``stats.fatal`` says why)."""
+        if self.stats.fatal is None:
+            self.stats.fatal = text
+        self._stop_now()
 
     def _stopped(self) -> bool:
         return self.stopping
@@ -205,6 +251,8 @@ class LoadTest:
         def on_frame(message: ServerMessage) -> None:
             if type(message) is Event:
                 self.stats.events += 1
+            elif type(message) is Partial:
+                self.stats.partials += 1
             elif type(message) is Error:
                 self.meter.error(message.code)
                 return
@@ -302,6 +350,14 @@ class LoadTest:
                     self.meter.violation(f"session {conn.session[:8]}: {step.fn}: {problem}")
         else:
             self.meter.error(reply.code)
+            if reply.code == Code.UNKNOWN_FN:
+                names = [f["name"] for f in conn.welcome.functions if isinstance(f, dict)]
+                hint = self.scenario is not None and bool(self.scenario.uses)
+                self._fatal(missing_function(step.fn, names, hint))
+            elif self.config.check and self.scenario is not None:
+                problem = self.scenario.judge_error(step, reply)
+                if problem is not None:
+                    self.meter.violation(f"session {conn.session[:8]}: {problem}")
 
     def _lost(self, conn: Connection, step: Step, why: str) -> None:
         if step.done is not None:

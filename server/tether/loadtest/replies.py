@@ -65,6 +65,7 @@ class Connection:
         first_id: int = 1,
     ) -> None:
         self.session = welcome.session
+        self.welcome = welcome
         self._on_frame = on_frame
         self._on_violation = on_violation
         self._first_id = self._next_id = first_id

@@ -33,6 +33,12 @@ class Stats:
     # Topic events received, and the latencies the scenario could time.
     events: int = 0
     event_latency: Histogram = field(default_factory=Histogram)
+    # Partials received (streaming functions).
+    partials: int = 0
+    # Results per function, where the scenario counts them (auto).
+    calls: Counter[str] = field(default_factory=Counter)
+    # What stopped the run before its time (a function the server does not have).
+    fatal: str | None = None
 
     def violation(self, text: str) -> None:
         self.violation_count += 1
@@ -52,6 +58,10 @@ class Stats:
         self.wall_seconds = max(self.wall_seconds, other.wall_seconds)
         self.events += other.events
         self.event_latency.merge(other.event_latency)
+        self.calls.update(other.calls)
+        self.partials += other.partials
+        if self.fatal is None:
+            self.fatal = other.fatal
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +75,9 @@ class Stats:
             "cpu_seconds": self.cpu_seconds,
             "wall_seconds": self.wall_seconds,
             "events": self.events,
+            "calls": dict(self.calls),
+            "partials": self.partials,
+            "fatal": self.fatal,
             "event_latency": self.event_latency.to_dict(),
         }
 
@@ -81,6 +94,9 @@ class Stats:
             cpu_seconds=list(data["cpu_seconds"]),
             wall_seconds=data["wall_seconds"],
             events=data["events"],
+            calls=Counter(data["calls"]),
+            partials=data["partials"],
+            fatal=data["fatal"],
             event_latency=Histogram.from_dict(data["event_latency"]),
         )
 

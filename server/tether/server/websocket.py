@@ -119,7 +119,7 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     server.sessions[session.id] = session
     server.connections[session.id] = conn
     try:
-        extra: dict[str, Any] = {"topics": server.app.topics, "deltas": deltas}
+        extra: dict[str, Any] = {**server.app.welcome_fields(), "deltas": deltas}
         if settings.resume_grace > 0:
             extra["resume"] = session.resume_token
             extra["resumed"] = resumed

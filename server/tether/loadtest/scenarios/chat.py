@@ -34,6 +34,7 @@ class ChatScenario(Scenario):
     """
 
     name = "chat"
+    uses = ("chat",)
 
     def conversation(self, user: int, number: int, rng: random.Random) -> Iterator[Step | Wait]:
         prefix = f"user {user} conversation {number} turn "
