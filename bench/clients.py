@@ -1,4 +1,5 @@
-"""Which client should generate load? tether.Client (websockets) vs a lean aiohttp client.
+"""Which client should generate load? tether.Client (websockets) vs the lean aiohttp and
+picows clients of the load tester.
 
 Both drive the same closed loop (``track_score`` submits on long sessions)
 against one ``tether demo`` server subprocess, in alternating rounds, in this
@@ -29,6 +30,7 @@ import servers
 
 import tether
 from tether.loadtest import LeanConnection
+from tether.loadtest.stacks import picows_available
 from tether.protocol import Result
 
 Submit = Callable[[int], Awaitable[Any]]
@@ -77,7 +79,25 @@ async def lean_client(url: str, n: int, seconds: float) -> tuple[float, float]:
         return await _drive(open_session, n, seconds)
 
 
+async def picows_client(url: str, n: int, seconds: float) -> tuple[float, float]:
+    from tether.loadtest.picows_connection import PicowsConnection
+
+    async def open_session() -> tuple[Submit, Any]:
+        conn = await PicowsConnection.open(url, lambda m: None, print)
+
+        async def submit(k: int) -> Any:
+            reply = await conn.submit("track_score", [k])
+            assert type(reply) is Result, reply
+            return reply.data
+
+        return submit, conn.close
+
+    return await _drive(open_session, n, seconds)
+
+
 CLIENTS = {"tether.Client (websockets)": tether_client, "LeanConnection (aiohttp)": lean_client}
+if picows_available():
+    CLIENTS["PicowsConnection (picows)"] = picows_client
 
 
 def main() -> None:

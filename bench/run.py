@@ -11,7 +11,13 @@ Sections:
   and an async variant, at C concurrent clients, in alternating rounds. Every
   row uses the same load generator (``tether loadtest --scenario chat``, one
   process) for the same duration. Servers run on one core, the generator on
-  the other. Medians over rounds.
+  the other. Medians over rounds. Every row records its generator's CPU; a
+  row whose generator used more than 90% of its core measured the generator,
+  so it gets no ratio (nor do the rows compared with it).
+- generator: does the load generator out-run what it measures? ``tether
+  loadtest`` (picows and aiohttp stacks) against a picows reference client,
+  all against the bare inline baseline (``generator.py``), in alternating
+  rounds; the ratio loadtest ÷ reference, and each row's generator CPU.
 - memory: idle memory per session: RSS growth of the server process divided
   by the number of open, idle sessions.
 - fanout: one publish to N subscribers (10,000; each its own session, held
@@ -21,6 +27,10 @@ Sections:
 - wire: the bytes of the demo ``chat``'s reply at turns 1, 100 and 1000 of
   one conversation, with and without output deltas (``/ws?deltas=1``).
 - cold_start: ``tether demo`` until ``/healthz`` answers; ``import tether``.
+- turn_cost: one session's chat turn at turns 10, 100 and 1000, round trip and
+  server CPU per submit, deltas on and off (``turn_cost.py``).
+- global_state: the demo's ``track_score`` ÷ its ``chat`` at C=100, on the
+  memory store and on Redis (``global_state.py``).
 
 Results go to ``bench/results/<date>.json``; ``--update-readme`` also
 rewrites the summary in ``bench/README.md``.
@@ -52,7 +62,10 @@ import orjson
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import generator  # noqa: E402
+import global_state  # noqa: E402
 import servers  # noqa: E402
+import turn_cost  # noqa: E402
 
 from tether.protocol import (  # noqa: E402
     Event,
@@ -68,6 +81,8 @@ from tether.protocol import (  # noqa: E402
 from tether.server.tuning import raise_open_files_limit  # noqa: E402
 
 GENERATOR_CPU = 1 - servers.SERVER_CPU
+# Above this share of its core a generator measures itself (tether.loadtest.report agrees).
+SATURATED_PERCENT = 90.0
 BASELINES = ("baseline-inline", "baseline-executor")
 TETHERS = ("tether-sync", "tether-async")
 README = HERE / "README.md"
@@ -78,7 +93,8 @@ def sizes(quick: bool) -> dict[str, Any]:
     if quick:
         return {
             "rounds": 1,
-            "seconds": 0.5,
+            # Long enough that a loaded machine (a CI run) still completes submits.
+            "seconds": 1.0,
             "concurrency": [10],
             "turns": 5,
             "sessions": [20, 100],
@@ -89,6 +105,9 @@ def sizes(quick: bool) -> dict[str, Any]:
             "wire_turns": [1, 10],
             "latency_users": 10,
             "latency_rates": [200],
+            "generator_users": 10,
+            "generator_seconds": 2.0,
+            "generator_rounds": 1,
         }
     return {
         "rounds": 3,
@@ -103,6 +122,9 @@ def sizes(quick: bool) -> dict[str, Any]:
         "wire_turns": [1, 100, 1000],
         "latency_users": 100,
         "latency_rates": [2000, 5000],
+        "generator_users": 100,
+        "generator_seconds": 5.0,
+        "generator_rounds": 3,
     }
 
 
@@ -250,13 +272,18 @@ def summarize_latency(
                 "p99_ms": median(mine, "p99_ms"),
                 "max_ms": median(mine, "max_ms"),
                 "errors": sum(r["errors"] for r in mine),
+                "generator_cpu_percent": median(mine, "generator_cpu_percent", 1),
+                "generator_saturated": saturated(mine),
             }
             for kind, mine in found.items()
         }
         base = medians.get("baseline-inline")
         for entry in medians.values():
             if base and base["p99_ms"] > 0:
-                entry["p99_vs_baseline-inline"] = round(entry["p99_ms"] / base["p99_ms"], 2)
+                valid = not (entry["generator_saturated"] or base["generator_saturated"])
+                entry["p99_vs_baseline-inline"] = (
+                    round(entry["p99_ms"] / base["p99_ms"], 2) if valid else None
+                )
             out.append(entry)
     return out
 
@@ -280,17 +307,42 @@ def summarize(rows: list[dict[str, Any]], kinds: list[str], levels: list[int]) -
                 "error_codes": dict(
                     sum((Counter(r.get("error_codes", {})) for r in mine), Counter())
                 ),
-                "generator_saturated": any(r["generator_saturated"] for r in mine),
+                "generator_cpu_percent": median(mine, "generator_cpu_percent", 1),
+                "generator_cpu_range": [
+                    min(r["generator_cpu_percent"] for r in mine),
+                    max(r["generator_cpu_percent"] for r in mine),
+                ],
+                "generator_saturated": saturated(mine),
             }
             for kind, mine in found.items()
         }
         for entry in medians.values():
             for base in BASELINES:
-                if base in medians and medians[base]["throughput"] > 0:
-                    ratio = entry["throughput"] / medians[base]["throughput"]
-                    entry[f"vs_{base}"] = round(ratio, 3)
+                if base not in medians or medians[base]["throughput"] <= 0:
+                    continue
+                if entry["generator_saturated"] or medians[base]["generator_saturated"]:
+                    # A saturated generator's figure is its own ceiling, not the server's.
+                    entry[f"vs_{base}"] = None
+                    continue
+                ratio = entry["throughput"] / medians[base]["throughput"]
+                entry[f"vs_{base}"] = round(ratio, 3)
             out.append(entry)
     return out
+
+
+def saturated(mine: list[dict[str, Any]]) -> bool:
+    """Whether the generator of any of these rows (rounds) was above SATURATED_PERCENT."""
+    return any(
+        r.get("generator_saturated") or r["generator_cpu_percent"] > SATURATED_PERCENT for r in mine
+    )
+
+
+def ratio_cell(entry: dict[str, Any], key: str) -> str:
+    """A ratio for the table: the figure, "generator saturated" when it would measure the
+    generator, empty when there is none to show."""
+    if key not in entry:
+        return ""
+    return "generator saturated" if entry[key] is None else str(entry[key])
 
 
 # -- memory ------------------------------------------------------------------------
@@ -826,11 +878,14 @@ def _throughput_md(results: dict[str, Any]) -> list[str]:
         f"Throughput: `tether loadtest --scenario chat --turns {size['turns']}` (closed loop, "
         f"one generator process), {size['seconds']:g} s per row, median of "
         f"{size['rounds']} alternating round(s). Ratios are submits/s of the row divided by "
-        "the baseline's at the same C.",
+        "the baseline's at the same C. Generator CPU is the generator process's, % of its "
+        f"core (median over rounds); a row whose generator passed {SATURATED_PERCENT:.0f}% in "
+        "any round measured the generator, not the server, and gets no ratio (nor does a "
+        "row compared with such a baseline).",
         "",
-        "| C | server | submits/s | rounds: min..max | p50 ms | p99 ms "
+        "| C | server | submits/s | rounds: min..max | p50 ms | p99 ms | generator CPU "
         "| ÷ baseline-inline | ÷ baseline-executor |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = results["throughput"]["rows"]
     kinds = list(dict.fromkeys(r["server"] for r in rows))
@@ -843,7 +898,8 @@ def _throughput_md(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {e['clients']} | {e['server']}{mark}{err} | {e['throughput']:.0f} | "
             f"{low:.0f}..{high:.0f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | "
-            f"{e.get('vs_baseline-inline', '')} | {e.get('vs_baseline-executor', '')} |"
+            f"{e['generator_cpu_percent']:.0f}% | {ratio_cell(e, 'vs_baseline-inline')} | "
+            f"{ratio_cell(e, 'vs_baseline-executor')} |"
         )
     return lines
 
@@ -857,14 +913,18 @@ def _latency_md(results: dict[str, Any]) -> list[str]:
         "(At saturation, a closed loop's latency is its concurrency over its throughput, "
         "whatever the server.)",
         "",
-        "| submits/s | server | carried/s | p50 ms | p99 ms | max ms | p99 ÷ baseline-inline |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| submits/s | server | carried/s | p50 ms | p99 ms | max ms | generator CPU "
+        "| p99 ÷ baseline-inline |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for e in results["latency"]["summary"]:
         err = f", {e['errors']} errors" if e["errors"] else ""
+        mark = " (generator saturated)" if e.get("generator_saturated") else ""
+        cpu = f"{e['generator_cpu_percent']:.0f}%" if "generator_cpu_percent" in e else ""
         lines.append(
-            f"| {e['rate']:g} | {e['server']}{err} | {e['carried']:.0f} | {e['p50_ms']:.2f} | "
-            f"{e['p99_ms']:.2f} | {e['max_ms']:.2f} | {e.get('p99_vs_baseline-inline', '')} |"
+            f"| {e['rate']:g} | {e['server']}{mark}{err} | {e['carried']:.0f} | "
+            f"{e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['max_ms']:.2f} | {cpu} | "
+            f"{ratio_cell(e, 'p99_vs_baseline-inline')} |"
         )
     return lines
 
@@ -945,14 +1005,32 @@ def _cold_start_md(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _turn_cost_md(turns: dict[str, Any]) -> list[str]:
+    size = turns["sizes"]
+    return [
+        "Turn cost (`bench/turn_cost.py`): one session on an idle server, the chat's round "
+        f"trip and the server's CPU per submit at turns {', '.join(map(str, size['turns']))} "
+        f"({size['batch']} submits measured per cell), with output deltas on and off; medians "
+        f"of {size['rounds']} alternating rounds. The ratios are the last turn ÷ the first "
+        "(goal with deltas on: ≤ 1.5).",
+        "",
+        "```",
+        turn_cost.table(turns),
+        "```",
+    ]
+
+
 # The sections of a run, in the order they run and are shown.
 RENDERERS = {
+    "generator": lambda results: generator.markdown(results["generator"]),
     "throughput": _throughput_md,
     "latency": _latency_md,
     "memory": _memory_md,
     "fanout": _fanout_md,
     "wire": _wire_md,
     "cold_start": _cold_start_md,
+    "turn_cost": lambda results: _turn_cost_md(results["turn_cost"]),
+    "global_state": lambda results: global_state.markdown(results["global_state"]),
 }
 SECTIONS = list(RENDERERS)
 
@@ -1030,7 +1108,15 @@ def main() -> int:
     for section in SECTIONS:  # always in this order, whatever the order given to --only
         if section not in sections:
             continue
-        if section == "throughput":
+        if section == "generator":
+            results["generator"] = generator.run(
+                size["generator_users"],
+                size["generator_seconds"],
+                size["generator_rounds"],
+                size["turns"],
+                log=log,
+            )
+        elif section == "throughput":
             results["throughput"] = throughput(size, [*BASELINES, *TETHERS])
         elif section == "latency":
             results["latency"] = latency(size, [*BASELINES, *TETHERS])
@@ -1042,6 +1128,10 @@ def main() -> int:
             results["wire"] = wire(size)
         elif section == "cold_start":
             results["cold_start"] = cold_start(size)
+        elif section == "turn_cost":
+            results["turn_cost"] = turn_cost.run(args.quick)
+        elif section == "global_state":
+            results["global_state"] = global_state.run(args.quick, log=log)
 
     args.out.mkdir(parents=True, exist_ok=True)
     name = date.strftime("%Y-%m-%d") + ("-quick" if args.quick else "")

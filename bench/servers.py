@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,10 +252,15 @@ class Running:
                 self.proc.wait(timeout=5)
 
 
-def start(kind: str) -> Running:
+def start(kind: str, extra: Sequence[str] = ()) -> Running:
+    """Start a server of ``kind`` (``extra``: more command-line options) pinned to the
+    server core; return once it answers /healthz."""
     port = free_port()
     proc = subprocess.Popen(
-        command(kind, port), cwd=HERE, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        [*command(kind, port), *extra],
+        cwd=HERE,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
     )
     pin(proc.pid, SERVER_CPU)
     running = Running(kind, port, proc)

@@ -444,6 +444,13 @@ def redis(a: argparse.Namespace) -> tuple[bool, Figures]:
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             job = pool.submit(fan_out, a.procs, redis_gen, server.url, a.redis_seconds, a.users)
+            # Kill Redis a third into the run, counted from the first writes: a loaded
+            # machine (a CI run) may take seconds to start the generator process.
+            probe = redis_py.Redis(port=store.port)
+            deadline = time.time() + 60
+            while time.time() < deadline and probe.dbsize() < 10 and not job.done():
+                time.sleep(0.05)
+            probe.close()
             time.sleep(a.redis_seconds / 3)
             killed = time.time()
             store.kill()

@@ -1,19 +1,24 @@
 // The tether page: built from the server's `welcome`, so it works for any app.
 //
 // Every value that comes from a user or the server is put into the page as
-// text (textContent, text nodes), never parsed as HTML.
+// text (textContent, text nodes), never parsed as HTML, except the Markdown of
+// chat replies and text outputs: rendered by marked with raw HTML escaped, then
+// sanitised by DOMPurify (an allow-list of tags, no scripts, no event handlers,
+// no javascript: URLs) before it reaches the page (`renderMarkdown`).
+//
+// Nothing here knows the demo: titles, descriptions and widgets (the chat room)
+// come from what the app declares in the welcome (protocol 9).
 
 import { Codes, connect } from "./tether.js";
+import { Marked } from "./vendor/marked/marked.esm.js";
+import DOMPurify from "./vendor/dompurify/purify.es.mjs";
 
-const ROOM_FUNCTIONS = ["join_room", "say", "leave_room"];
 const MAX_ARCHIVED_SESSIONS = 3; // earlier sessions' conversations kept in a chat log
 const MAX_ROOM_MESSAGES = 300; // messages a room log shows (oldest dropped)
 const NEAR_BOTTOM_PX = 48; // a log this close to its end follows new messages
 const STORAGE_KEY = "tether.room";
-
-const TOPIC_DESCRIPTIONS = {
-  scores: "The top scores of all users, updated live whenever anyone submits one.",
-};
+const NAV_MIN_PANELS = 3; // fewer panels need no list of them
+const STOPPED = "Stopped; nothing was kept.";
 
 const client = connect({ deltas: true });
 
@@ -68,6 +73,88 @@ function prettyJson(value) {
   return value === undefined ? "" : JSON.stringify(value, null, 2);
 }
 
+/** A name made readable for a title: `track_score` → "Track score". */
+function readable(name) {
+  const words = String(name)
+    .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+    .replace(/[_\-.:\s]+/g, " ")
+    .trim()
+    .toLowerCase();
+  return words ? words[0].toUpperCase() + words.slice(1) : String(name);
+}
+
+/** The title of a function: its declared label (protocol 9), else its name made readable. */
+function fnLabel(spec) {
+  return typeof spec?.label === "string" && spec.label.trim() ? spec.label : readable(spec?.name);
+}
+
+// -- Markdown ------------------------------------------------------------------------
+
+const escapeHtml = (text) =>
+  String(text)
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;");
+
+// Raw HTML in Markdown is shown as the text it is, never as markup.
+const markdown = new Marked({
+  gfm: true,
+  breaks: true,
+  renderer: {
+    html(token) {
+      return token.block ? `<p>${escapeHtml(token.text)}</p>` : escapeHtml(token.text);
+    },
+  },
+});
+
+// An allow-list: no img (no tracking pixels, no onerror), script, iframe, svg,
+// form or style, and no attribute that could run anything.
+const SANITIZE = {
+  // prettier-ignore
+  ALLOWED_TAGS: [
+    "a", "p", "br", "strong", "em", "del", "code", "pre", "ul", "ol", "li", "blockquote",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "table", "thead", "tbody", "tr", "th", "td",
+  ],
+  ALLOWED_ATTR: ["href", "title", "start", "align"],
+  ALLOW_DATA_ATTR: false,
+  RETURN_DOM_FRAGMENT: true,
+};
+
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A") {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer nofollow");
+  }
+});
+
+/** Show `text` in `el` as sanitised Markdown. */
+function renderMarkdown(el, text) {
+  el.replaceChildren(DOMPurify.sanitize(markdown.parse(String(text)).trim(), SANITIZE));
+}
+
+/** Put `text` on the clipboard; true when it got there. */
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // No clipboard API (an insecure origin) or no permission: the old way.
+    const area = h("textarea", { class: "visually-hidden", "aria-hidden": "true" });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    let done = false;
+    try {
+      done = document.execCommand("copy");
+    } catch {
+      done = false;
+    }
+    area.remove();
+    return done;
+  }
+}
+
 /** The outputs of a submit as a list again (tether.js unwraps a single output). */
 function outputList(value, count) {
   return count === 1 ? [value] : Array.isArray(value) ? value : [];
@@ -80,13 +167,14 @@ function describeError(error) {
     [Codes.DISCONNECTED]: "The connection dropped before the answer arrived.",
     [Codes.NOT_CONNECTED]: "There is no connection right now.",
     [Codes.CLOSED]: "The page closed its connection.",
-    [Codes.CANCELLED]: "Cancelled.",
+    [Codes.CANCELLED]: STOPPED,
     [Codes.TOO_LARGE]: "Too large to send.",
     [Codes.TOO_MANY_PENDING]: "Too many requests in flight; wait for some answers.",
     queue_full: "The server is busy right now (its queue is full). Try again in a moment.",
     timeout: "The server stopped it: it took too long.",
     shutting_down: "The server is restarting; try again once it is back.",
   }[code];
+  if (code === Codes.CANCELLED) return STOPPED; // said once, without a code
   return `${plain || error?.message || "Something went wrong."} (${code})`;
 }
 
@@ -114,6 +202,7 @@ function markFailed(el, meta, status, message, retry) {
 }
 
 function failedMessage(error) {
+  if (error?.code === Codes.CANCELLED) return STOPPED;
   const sent = error?.code !== Codes.NOT_CONNECTED && error?.code !== Codes.TOO_LARGE;
   return `${sent ? "No reply." : "Not sent."} ${describeError(error)}`;
 }
@@ -135,15 +224,30 @@ function storedRoom() {
   }
 }
 
-function panelSection(name, description, className, ...children) {
+/**
+ * A panel: a region named by its `title`. `head.fn` (the function's name, as a
+ * script submits it) and `head.actions` (buttons) go next to the title.
+ */
+function panelSection(title, description, className, head, ...children) {
   const titleId = uid("title");
   return h(
     "section",
-    { class: `card panel ${className}`, "aria-labelledby": titleId },
+    {
+      class: `card panel ${className}`,
+      "aria-labelledby": titleId,
+      id: uid("panel"),
+      tabindex: "-1",
+    },
     h(
       "div",
       { class: "panel-head" },
-      h("h2", { id: titleId, text: name }),
+      h(
+        "div",
+        { class: "panel-title" },
+        h("h2", { id: titleId, text: title }),
+        head.fn && head.fn !== title ? h("code", { class: "fn-name", text: head.fn }) : null,
+        head.actions ? h("div", { class: "panel-actions" }, head.actions) : null,
+      ),
       description ? h("p", { class: "description", text: description }) : null,
     ),
     ...children,
@@ -305,6 +409,9 @@ function makeOutput(component, index, count) {
     show = (value) => {
       body.textContent = prettyJson(value);
     };
+  } else if (component === "text") {
+    body = h("div", { class: "value text-value md" });
+    show = (value) => renderMarkdown(body, asText(value));
   } else {
     body = h("p", { class: `value ${component}-value` });
     show = (value) => {
@@ -330,14 +437,36 @@ class ChatLog {
   }
 
   _bubble(who) {
-    const body = h("span", { class: "body" });
-    const el = h(
+    const bubble = { el: null, body: null, raw: null, markdown: who === "bot" };
+    bubble.body = h("div", { class: who === "bot" ? "body md" : "body" });
+    let copy = null;
+    if (who === "bot") {
+      copy = h("button", {
+        type: "button",
+        class: "btn small copy",
+        text: "Copy",
+        title: "Copy this reply",
+        "aria-label": "Copy reply",
+        on: {
+          click: async () => {
+            const ok = await copyText(bubble.raw ?? "");
+            copy.textContent = ok ? "Copied" : "Copy failed";
+            clearTimeout(copy.timer);
+            copy.timer = setTimeout(() => {
+              copy.textContent = "Copy";
+            }, 2000);
+          },
+        },
+      });
+    }
+    bubble.el = h(
       "div",
       { class: `msg ${who}` },
       hiddenText(who === "user" ? "You: " : "Reply: "),
-      body,
+      bubble.body,
+      copy ? h("div", { class: "msg-tools" }, copy) : null,
     );
-    return { el, body };
+    return bubble;
   }
 
   _place(node) {
@@ -436,6 +565,13 @@ class ChatLog {
     };
   }
 
+  /** Start over: an empty conversation (the session that held the old one is gone). */
+  clear() {
+    this.pairs = [];
+    this.el.replaceChildren(this.empty);
+    this._refresh();
+  }
+
   /** A streamed reply whose submit then failed: it stays, marked, and is not part of the state. */
   failLast(message) {
     const turn = this.pairs.pop();
@@ -487,7 +623,10 @@ function setBubble(bubble, text) {
   const missing = text === null || text === undefined;
   bubble.el.hidden = missing;
   const value = missing ? "" : asText(text);
-  if (bubble.body.textContent !== value) bubble.body.textContent = value;
+  if (bubble.raw === value) return;
+  bubble.raw = value;
+  if (bubble.markdown) renderMarkdown(bubble.body, value);
+  else bubble.body.textContent = value;
 }
 
 // -- panels ----------------------------------------------------------------------------
@@ -534,19 +673,26 @@ class GenericPanel {
         : h("p", { class: "muted", text: "This function takes no inputs." }),
       h("div", { class: "actions" }, this.runButton, this.cancelButton, this.status),
     );
+    // Inputs beside outputs where the panel is wide enough, above them where not.
     this.el = panelSection(
-      spec.name,
+      fnLabel(spec),
       spec.description,
       "generic",
-      form,
-      this.outputs.length
-        ? h(
-            "div",
-            { class: "outputs" },
-            this.outputs.map((o) => o.el),
-          )
-        : null,
+      { fn: spec.name },
+      h(
+        "div",
+        { class: `fn-body${this.outputs.length ? "" : " no-outputs"}` },
+        h("div", { class: "fn-inputs" }, form),
+        this.outputs.length
+          ? h(
+              "div",
+              { class: "outputs fn-outputs" },
+              this.outputs.map((o) => o.el),
+            )
+          : null,
+      ),
     );
+    this.navKind = "function";
   }
 
   setStatus(text, kind = "") {
@@ -637,7 +783,7 @@ class ChatPanel {
       id: inputId,
       rows: "1",
       class: "composer-input",
-      placeholder: `Message ${spec.name}…`,
+      placeholder: `Message ${fnLabel(spec)}…`,
       enterkeyhint: "send",
       autocomplete: "off",
       "aria-describedby": `${inputId}-hint`,
@@ -679,10 +825,21 @@ class ChatPanel {
     );
     const extras = this.extra.filter(Boolean);
     const others = this.others.filter(Boolean);
+    // Starting over is a new session (protocol.md, "Starting over"): the server
+    // keeps a chat's history as session state, and a new session starts from
+    // the defaults.
+    const restart = h("button", {
+      type: "button",
+      class: "btn small",
+      text: "New conversation",
+      title: "Start over with an empty conversation (a new session)",
+      on: { click: () => startOver() },
+    });
     this.el = panelSection(
-      spec.name,
+      fnLabel(spec),
       spec.description,
       "chat",
+      { fn: spec.name, actions: restart },
       logEl,
       extras.length
         ? h(
@@ -757,7 +914,11 @@ class ChatPanel {
           const message = failedMessage(error);
           if (pending.open) pending.fail(message, () => this.dispatch(text, values));
           else if (streamed) {
-            this.log.failLast(`The reply stopped and was not kept. ${describeError(error)}`);
+            this.log.failLast(
+              error?.code === Codes.CANCELLED
+                ? STOPPED
+                : `The reply stopped and was not kept. ${describeError(error)}`,
+            );
           }
         },
       )
@@ -772,17 +933,23 @@ class ChatPanel {
     this.others.forEach((output, i) => output?.show(list[i]));
   }
 
-  newSession(when) {
-    this.log.archive(when);
+  newSession(when, requested) {
+    if (requested) this.log.clear();
+    else this.log.archive(when);
   }
 }
 
-/** The demo's chat room (join_room / say / leave_room), live from room events. */
+/**
+ * A chat room the app declared (welcome `widgets`, kind "room", protocol 9):
+ * its join, say and leave functions, live from the room topic's events.
+ */
 class RoomPanel {
-  static fits(functions) {
-    const join = functions.get("join_room");
-    const say = functions.get("say");
-    const leave = functions.get("leave_room");
+  static fits(widget, functions) {
+    if (!widget || widget.kind !== "room" || typeof widget.topic !== "string") return false;
+    if (!widget.topic.includes("{room}")) return false;
+    const join = functions.get(widget.join);
+    const say = functions.get(widget.say);
+    const leave = functions.get(widget.leave);
     return (
       join?.inputs.join() === "text,text" &&
       say?.inputs.join() === "text" &&
@@ -790,9 +957,12 @@ class RoomPanel {
     );
   }
 
-  constructor(functions) {
-    const join = functions.get("join_room");
-    const say = functions.get("say");
+  constructor(widget, functions) {
+    const join = functions.get(widget.join);
+    const say = functions.get(widget.say);
+    this.fns = { join: widget.join, say: widget.say, leave: widget.leave };
+    this.topicOf = (room) => widget.topic.split("{room}").join(room);
+    this.navKind = "room";
     this.joined = null; // {name, room, topic}
     this.joining = null; // {topic, events: []} while join_room is in flight
     this.seen = new Set();
@@ -850,7 +1020,14 @@ class RoomPanel {
     });
 
     const topicTitleId = uid("title");
-    this.topicTitle = h("h3", { id: topicTitleId });
+    this.roomName = h("span", { class: "room-name" });
+    this.topicTitle = h(
+      "h3",
+      { id: topicTitleId },
+      h("span", { class: "eyebrow", text: "Room" }),
+      " ",
+      this.roomName,
+    );
     this.whoami = h("p", { class: "muted whoami" });
     this.memberCount = h("span", { class: "member-count" });
     this.memberList = h("ul", { class: "members", "aria-label": "members" });
@@ -921,10 +1098,13 @@ class RoomPanel {
         h("button", { type: "submit", class: "btn primary", text: "Send" }),
       ),
     );
+    const label =
+      typeof widget.label === "string" && widget.label.trim() ? widget.label : "Chat room";
     this.el = panelSection(
-      "chat room",
-      "Pick a name and a room; everyone in the room sees messages and who is there, live.",
+      label,
+      typeof widget.description === "string" ? widget.description : "",
       "room",
+      {},
       this.joinForm,
       this.view,
     );
@@ -939,7 +1119,7 @@ class RoomPanel {
 
   followPreview() {
     const room = this.roomInput.value.trim();
-    const topic = room ? `room:${room}` : null;
+    const topic = room ? this.topicOf(room) : null;
     if (this.joined || this.preview?.topic === topic) return;
     this.stopPreview();
     this.previewEl.textContent = "";
@@ -971,23 +1151,23 @@ class RoomPanel {
       return;
     }
     if (this.joined && !rejoin) {
-      await client.submit("leave_room").catch(() => {});
+      await client.submit(this.fns.leave).catch(() => {});
       this.joined = null;
     }
-    const topic = `room:${room}`;
+    const topic = this.topicOf(room);
     const joining = { topic, events: [] };
     this.joining = joining;
     this.stopPreview(); // the session follows the room it joins (server side)
     this.joinButton.disabled = true;
     this.joinButton.textContent = "Joining…";
     try {
-      const info = await client.submit("join_room", name, room);
+      const info = await client.submit(this.fns.join, name, room);
       if (this.joining !== joining) return;
       const actualRoom = typeof info?.room === "string" ? info.room : room;
       this.joined = {
         name: typeof info?.name === "string" ? info.name : name,
         room: actualRoom,
-        topic: `room:${actualRoom}`,
+        topic: this.topicOf(actualRoom),
       };
       setStoredRoom({ name, room });
       this.showRoom(info, joining.events, rejoin);
@@ -1006,8 +1186,8 @@ class RoomPanel {
   }
 
   showRoom(info, early, rejoin) {
-    const { name, topic } = this.joined;
-    this.topicTitle.textContent = topic;
+    const { name, room } = this.joined;
+    this.roomName.textContent = room;
     this.whoami.textContent = `You are ${name}.`;
     this.messages = [];
     this.seen.clear();
@@ -1115,7 +1295,7 @@ class RoomPanel {
     );
     follow(this.logEl, () => this.logEl.append(pending), true);
     try {
-      const message = await client.submit("say", text);
+      const message = await client.submit(this.fns.say, text);
       pending.remove();
       this.addMessage(message, true);
     } catch (error) {
@@ -1130,7 +1310,7 @@ class RoomPanel {
     this.view.hidden = true;
     this.joinForm.hidden = false;
     this.nameInput.focus();
-    if (joined) await client.submit("leave_room").catch(() => {});
+    if (joined) await client.submit(this.fns.leave).catch(() => {});
     if (!this.joined && !this.joining) this.followPreview();
   }
 
@@ -1146,8 +1326,10 @@ class RoomPanel {
 
 /** A topic from the welcome: its latest event, live. */
 class TopicPanel {
-  constructor(topic) {
+  constructor(topic, info = {}) {
     this.topic = topic;
+    this.navKind = "live";
+    const label = typeof info.label === "string" && info.label.trim() ? info.label : readable(topic);
     this.body = h(
       "div",
       { class: "topic-body", "aria-live": "polite" },
@@ -1155,23 +1337,26 @@ class TopicPanel {
     );
     this.updated = h("p", { class: "updated muted" });
     const titleId = uid("title");
+    this.label = label;
     this.el = h(
       "section",
-      { class: "card panel topic", "aria-labelledby": titleId },
+      { class: "card panel topic", "aria-labelledby": titleId, id: uid("panel"), tabindex: "-1" },
       h(
         "div",
         { class: "panel-head" },
         h(
           "div",
           { class: "topic-title" },
-          h("h2", { id: titleId, text: topic }),
+          h("h2", { id: titleId, text: label }),
+          label !== topic ? h("code", { class: "fn-name", text: topic }) : null,
           h("span", { class: "live-badge", "aria-hidden": "true", text: "live" }),
         ),
         h("p", {
           class: "description",
           text:
-            TOPIC_DESCRIPTIONS[topic] ||
-            "Events published on this topic appear here as they happen.",
+            typeof info.description === "string" && info.description
+              ? info.description
+              : "Events published on this topic appear here as they happen.",
         }),
       ),
       this.body,
@@ -1224,48 +1409,120 @@ const page = {
   detail: document.getElementById("status-detail"),
   retry: document.getElementById("retry"),
   notice: document.getElementById("notice"),
-  primary: document.getElementById("primary"),
-  secondary: document.getElementById("secondary"),
+  nav: document.getElementById("fn-nav"),
+  panelsEl: document.getElementById("panels"),
   layout: document.getElementById("layout"),
   loading: document.getElementById("loading"),
   session: document.getElementById("session-id"),
   protocol: document.getElementById("protocol"),
   ticker: null,
   rebuilt: false,
+  startingOver: false,
 };
 
+/**
+ * Every function in registration order, as one panel each, except those a
+ * declared widget groups (a room, shown where its join function was
+ * registered); then the plain topics. A list of them beside (on phones: above)
+ * the panels when there are several.
+ */
 function build(welcome) {
   for (const panel of page.panels) panel.destroy?.();
   page.panels = [];
   const specs = (welcome.functions || []).filter(
-    (f) => Array.isArray(f.inputs) && Array.isArray(f.outputs),
+    (f) => f && typeof f.name === "string" && Array.isArray(f.inputs) && Array.isArray(f.outputs),
   );
   const functions = new Map(specs.map((f) => [f.name, f]));
-  const withRoom = RoomPanel.fits(functions);
-  const main = [];
-  const side = [];
-  const generic = [];
-  for (const spec of specs) {
-    if (withRoom && ROOM_FUNCTIONS.includes(spec.name)) continue;
-    if (ChatPanel.fits(spec)) main.push(new ChatPanel(spec));
-    else generic.push(new GenericPanel(spec));
+  const widgets = (Array.isArray(welcome.widgets) ? welcome.widgets : []).filter((w) =>
+    RoomPanel.fits(w, functions),
+  );
+  const grouped = new Map(); // function name -> the widget it belongs to
+  for (const widget of widgets) {
+    for (const fn of [widget.join, widget.say, widget.leave]) grouped.set(fn, widget);
   }
-  if (withRoom) main.push(new RoomPanel(functions));
+  const panels = [];
+  for (const spec of specs) {
+    const widget = grouped.get(spec.name);
+    if (widget) {
+      if (widget.join === spec.name) panels.push(new RoomPanel(widget, functions));
+    } else if (ChatPanel.fits(spec)) panels.push(new ChatPanel(spec));
+    else panels.push(new GenericPanel(spec));
+  }
+  const info =
+    welcome.topic_info && typeof welcome.topic_info === "object" ? welcome.topic_info : {};
   const topics = (welcome.topics || []).filter((t) => typeof t === "string" && !t.includes("*"));
-  for (const topic of topics) side.push(new TopicPanel(topic));
-  if (main.length === 0) main.push(...generic);
-  else side.push(...generic);
-  page.panels = [...main, ...side];
-  page.primary.replaceChildren(...main.map((p) => p.el));
-  page.secondary.replaceChildren(...side.map((p) => p.el));
-  page.secondary.hidden = side.length === 0;
-  page.layout.classList.toggle("has-aside", side.length > 0);
+  for (const topic of topics) {
+    const details = Object.hasOwn(info, topic) && info[topic] ? info[topic] : {};
+    panels.push(new TopicPanel(topic, details));
+  }
+  page.panels = panels;
+  page.panelsEl.replaceChildren(...panels.map((p) => p.el));
+  buildNav(panels);
   if (specs.length === 0) {
-    page.primary.replaceChildren(
+    page.panelsEl.prepend(
       h("p", { class: "card muted", text: "This app has no functions to call." }),
     );
   }
   page.loading.hidden = true;
+}
+
+const NAV_KINDS = { chat: "chat", room: "room", live: "live", function: "" };
+
+function buildNav(panels) {
+  const withNav = panels.length >= NAV_MIN_PANELS;
+  page.layout.classList.toggle("has-nav", withNav);
+  page.nav.hidden = !withNav;
+  if (!withNav) {
+    page.nav.replaceChildren();
+    return;
+  }
+  const listId = uid("nav");
+  const toggle = h("button", {
+    type: "button",
+    class: "btn small nav-toggle",
+    "aria-expanded": "false",
+    "aria-controls": listId,
+    text: `Jump to… (${panels.length})`,
+  });
+  const links = panels.map((panel) => {
+    const title = panel.el.querySelector("h2")?.textContent || "";
+    const kind = NAV_KINDS[panel.navKind] || "";
+    const link = h(
+      "a",
+      { href: `#${panel.el.id}`, class: "nav-link" },
+      h("span", { class: "nav-title", text: title }),
+      kind ? h("span", { class: "nav-kind", text: kind }) : null,
+    );
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      for (const other of page.nav.querySelectorAll("[aria-current]"))
+        other.removeAttribute("aria-current");
+      link.setAttribute("aria-current", "true");
+      panel.el.scrollIntoView({ block: "start" });
+      panel.el.focus({ preventScroll: true });
+      page.nav.classList.remove("open");
+      toggle.setAttribute("aria-expanded", "false");
+    });
+    return h("li", {}, link);
+  });
+  toggle.addEventListener("click", () => {
+    const open = !page.nav.classList.contains("open");
+    page.nav.classList.toggle("open", open);
+    toggle.setAttribute("aria-expanded", String(open));
+  });
+  page.nav.replaceChildren(
+    h("p", { class: "nav-heading", text: "Functions" }),
+    toggle,
+    h("ul", { class: "nav-list", id: listId }, links),
+  );
+}
+
+/** "New conversation": a new session, so every session state starts from its default. */
+function startOver() {
+  page.startingOver = true;
+  client.newSession().catch(() => {
+    page.startingOver = false;
+  });
 }
 
 function showNotice(text) {
@@ -1324,11 +1581,20 @@ client.on("welcome", (welcome) => {
   }
 });
 
-client.on("session", ({ id, first }) => {
+client.on("session", ({ id, first, requested }) => {
   page.session.textContent = id.slice(0, 8);
   page.session.title = id;
   if (first) return;
   const when = new Date();
+  if (requested && page.startingOver) {
+    page.startingOver = false;
+    showNotice(
+      "Started over: a new session began, so every conversation on this page is empty again.",
+    );
+    for (const panel of page.panels) panel.newSession?.(when, true);
+    return;
+  }
+  page.startingOver = false;
   showNotice(
     `Reconnected at ${clock(when)}: a new session began. Session state, such as a chat ` +
       "history, lives with the connection, so it starts fresh" +

@@ -1,4 +1,4 @@
-// tether.js: the browser client of a tether server (protocol 1 to 8).
+// tether.js: the browser client of a tether server (protocol 1 to 9).
 //
 //   import { connect } from "/static/tether.js";
 //   const client = connect();                 // ws(s)://<this host>/ws?deltas=1
@@ -9,7 +9,7 @@
 // to this file; protocol.md at the repository root is the wire contract.
 
 /** The highest protocol version this client understands (the server's PROTOCOL_VERSION). */
-export const PROTOCOL = 8;
+export const PROTOCOL = 9;
 
 /** Codes this client produces itself; the server's codes are in protocol.md. */
 export const Codes = Object.freeze({
@@ -352,6 +352,7 @@ export class TetherClient {
     this._connectedAt = 0;
     this._closed = false;
     this._sessions = 0;
+    this._startingOver = false; // newSession() was called: the next session is a reset
 
     this.ready = new Promise((resolve, reject) => {
       this._readyResolve = resolve;
@@ -544,6 +545,54 @@ export class TetherClient {
     });
   }
 
+  /**
+   * Start over: end this session (a close with 1000, so the server forgets its
+   * state at once) and open a new one now, never resuming it. Every session
+   * state slot starts from its default again (protocol.md, "Starting over");
+   * submits in flight fail with `disconnected`. Topics this client follows are
+   * subscribed again. Resolves with the new session's welcome; its `session`
+   * event has `requested: true`.
+   */
+  newSession() {
+    if (this._closed) {
+      return Promise.reject(new TetherError(Codes.CLOSED, "the client was closed"));
+    }
+    const next = new Promise((resolve, reject) => {
+      const offs = [
+        this.on("session", ({ welcome }) => done(resolve, welcome)),
+        this.on("closed", () => done(reject, new TetherError(Codes.CLOSED, "client closed"))),
+      ];
+      const done = (fn, value) => {
+        for (const off of offs) off();
+        fn(value);
+      };
+    });
+    next.catch(() => {});
+    const ws = this._ws;
+    const wasConnected = this.connected;
+    this._startingOver = true;
+    this._resuming = false;
+    this.resumeToken = null;
+    this._ws = null;
+    for (const name of ["retry", "connect", "heartbeat", "pingDeadline"]) this._clearTimer(name);
+    if (ws) {
+      ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close(1000, "new session");
+      } catch {
+        // already closing
+      }
+    }
+    this._failInFlight(new TetherError(Codes.DISCONNECTED, "a new session was started"));
+    const close = { code: 1000, reason: "new session" };
+    this.lastClose = close;
+    if (wasConnected) this._emit("disconnected", { close, session: this.session });
+    this.attempt = 0;
+    this._setState("reconnecting", { close, attempt: 0, delay: 0 });
+    this._open();
+    return next;
+  }
+
   /** Close for good: no reconnect; in-flight submits fail with code "closed". */
   close(code = 1000, reason = "") {
     if (this._closed) return;
@@ -667,7 +716,11 @@ export class TetherClient {
     this._setState("connected", { session: this.session, attempt: this.attempt, resumed });
     this._emit("welcome", message);
     if (resumed) this._emit("resumed", { id: this.session, welcome: message });
-    else this._emit("session", { id: this.session, previous, first, welcome: message });
+    else {
+      const requested = this._startingOver === true;
+      this._startingOver = false;
+      this._emit("session", { id: this.session, previous, first, welcome: message, requested });
+    }
     if (first) this._readyResolve(message);
   }
 

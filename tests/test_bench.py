@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture
+def run_py(monkeypatch):
+    """bench/run.py as a module (it puts bench/ on the path for its siblings)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    return importlib.import_module("run")
 
 
 def test_the_quick_benchmark_measures_every_server_and_writes_its_results(tmp_path):
@@ -29,7 +38,27 @@ def test_the_quick_benchmark_measures_every_server_and_writes_its_results(tmp_pa
         assert entry["throughput"] > 0
         assert entry["errors"] == 0
         assert entry["p50_ms"] <= entry["p99_ms"]
-        assert entry["vs_baseline-inline"] > 0
+        assert 0 < entry["generator_cpu_percent"] <= 200
+        if (
+            entry["generator_saturated"]
+            or summary[("baseline-inline", entry["clients"])]["generator_saturated"]
+        ):
+            assert entry["vs_baseline-inline"] is None  # a saturated generator: no ratio
+        else:
+            assert entry["vs_baseline-inline"] > 0
+    for row in results["throughput"]["rows"]:
+        assert row["generator_cpu_percent"] > 0  # every row records its generator's CPU
+
+    gen = results["generator"]
+    by_generator = {e["generator"]: e for e in gen["summary"]}
+    assert set(by_generator) == {"loadtest-picows", "loadtest-aiohttp", "picows-reference"}
+    assert {e["client"] for e in gen["summary"]} == {"picows", "aiohttp"}
+    assert by_generator["picows-reference"]["vs_reference"] == 1.0
+    for entry in gen["summary"]:
+        assert entry["throughput"] > 0 and entry["errors"] == 0
+        assert entry["generator_cpu_percent"] > 0
+    assert gen["ratio"] == by_generator["loadtest-picows"]["vs_reference"] > 0
+    assert len(gen["rows"]) == 3 * results["sizes"]["generator_rounds"]
 
     latency = {(e["server"], e["rate"]): e for e in results["latency"]["summary"]}
     assert set(latency) == {(s, r) for s in servers for r in results["sizes"]["latency_rates"]}
@@ -59,15 +88,34 @@ def test_the_quick_benchmark_measures_every_server_and_writes_its_results(tmp_pa
     assert wire[-1]["full_bytes"] > wire[0]["full_bytes"]
     assert wire[-1]["delta_bytes"] < wire[-1]["full_bytes"]
 
+    turns = results["turn_cost"]
+    assert set(turns["servers"]) == {"tether-sync", "tether-async"}
+    for modes in turns["servers"].values():
+        assert set(modes) == {"deltas", "no_deltas"}
+        for row in modes.values():
+            assert row["round_trip_ratio"] > 0 and row["server_cpu_ratio"] > 0
+
+    global_rows = {(e["store"], e["scenario"]): e for e in results["global_state"]["summary"]}
+    assert set(global_rows) == {(s, n) for s in ("memory", "redis") for n in ("chat", "score")}
+    for entry in global_rows.values():
+        assert entry["throughput"] > 0 and entry["errors"] == 0
+        assert entry["generator_cpu_percent"] > 0
+    for store in ("memory", "redis"):
+        score = global_rows[(store, "score")]
+        assert score["score_per_chat"] is None or score["score_per_chat"] > 0
+
     cold = results["cold_start"]
     assert cold["import_tether_ms"] > 0 and cold["demo_healthz_ms"] > 0
     assert results["versions"]["tether"]
     # The summary printed is the table that `make bench` puts in bench/README.md.
+    assert "| generator | client | submits/s |" in proc.stdout
     assert "| C | server | submits/s |" in proc.stdout
     assert "| submits/s | server | carried/s | p50 ms | p99 ms |" in proc.stdout
     assert "Idle memory per session" in proc.stdout
     assert "| server | subscribers | first ms | median ms | last ms |" in proc.stdout
     assert "| turn | full bytes | delta bytes | delta ÷ full |" in proc.stdout
+    assert "Turn cost (`bench/turn_cost.py`)" in proc.stdout
+    assert "| store | scenario | submits/s | p99 ms | generator CPU | score ÷ chat |" in proc.stdout
 
 
 def test_only_runs_the_sections_named(tmp_path):
@@ -84,3 +132,38 @@ def test_only_runs_the_sections_named(tmp_path):
     assert results["sections"] == ["wire"]
     assert "wire" in results and "throughput" not in results and "fanout" not in results
     assert "| turn | full bytes |" in proc.stdout and "| C | server |" not in proc.stdout
+
+
+def _row(server, throughput, cpu):
+    return {
+        "server": server, "clients": 100, "throughput": throughput, "p50_ms": 1.0,
+        "p99_ms": 2.0, "errors": 0, "error_codes": {}, "generator_cpu_percent": cpu,
+        "generator_saturated": cpu > 90,
+    }  # fmt: skip
+
+
+def test_a_row_whose_generator_was_saturated_gets_no_ratio(run_py):
+    kinds = ["baseline-inline", "baseline-executor", "tether-sync"]
+    rows = [
+        _row("baseline-inline", 20000, 95.0),  # saturated: a floor, not the server's ceiling
+        _row("baseline-executor", 14000, 70.0),
+        _row("tether-sync", 10000, 60.0),
+    ]
+    summary = {e["server"]: e for e in run_py.summarize(rows, kinds, [100])}
+    assert summary["baseline-inline"]["generator_saturated"]
+    assert summary["baseline-inline"]["generator_cpu_percent"] == 95.0
+    # Nothing is divided by the saturated baseline, and it is divided by nothing.
+    assert all(e["vs_baseline-inline"] is None for e in summary.values())
+    assert summary["baseline-inline"]["vs_baseline-executor"] is None
+    assert summary["tether-sync"]["vs_baseline-executor"] == round(10000 / 14000, 3)
+    table = "\n".join(
+        run_py._throughput_md(
+            {"sizes": {"turns": 20, "seconds": 5, "rounds": 1, "concurrency": [100]},
+             "throughput": {"rows": [dict(r, round=0) for r in rows]}}
+        )
+    )  # fmt: skip
+    [inline] = [line for line in table.splitlines() if "| baseline-inline" in line]
+    assert "(generator saturated)" in inline and "95%" in inline
+    assert inline.endswith("| generator saturated | generator saturated |")
+    [sync] = [line for line in table.splitlines() if "| tether-sync" in line]
+    assert sync.endswith(f"| 60% | generator saturated | {round(10000 / 14000, 3)} |")

@@ -15,24 +15,48 @@ from collections.abc import Sequence
 from typing import Any
 
 from .app import App
+from .errors import AppError
 from .settings import Settings, SettingsError, parse_value
 
 __all__ = ["load_app", "main"]
 
 
 def load_app(spec: str) -> App:
-    """Import ``module:attribute`` (default attribute ``app``) and check it is an App."""
+    """Import ``module:attribute`` (default attribute ``app``) and check it is an App.
+
+    Every mistake is one line (``SystemExit``): a file name for a module name, an
+    import error, a missing attribute (with the Apps the module has), or a mistake in a
+    function's declaration (``myapp.py:12: chat: unknown component ...``).
+    """
     module_name, _, attr = spec.partition(":")
     attr = attr or "app"
+    if module_name.endswith(".py"):
+        dotted = module_name[:-3].replace(os.sep, ".").replace("/", ".").strip(".")
+        raise SystemExit(
+            f"tether: {module_name!r} is a file name; give the module name instead, "
+            f"without '.py': tether serve {dotted}:{attr}"
+        )
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")
     try:
         module = importlib.import_module(module_name)
+    except AppError as exc:
+        raise SystemExit(str(exc)) from None
     except ImportError as exc:
         raise SystemExit(f"tether: cannot import {module_name!r}: {exc}") from None
-    app = getattr(module, attr, None)
+    if not hasattr(module, attr):
+        apps = sorted(name for name, value in vars(module).items() if isinstance(value, App))
+        has = (
+            f"; its tether.App: {', '.join(apps)} (tether serve {module_name}:{apps[0]})"
+            if apps
+            else "; it has no tether.App"
+        )
+        raise SystemExit(f"tether: module {module_name!r} has no attribute {attr!r}{has}")
+    app = getattr(module, attr)
     if not isinstance(app, App):
-        raise SystemExit(f"tether: {spec!r} is not a tether.App (got {type(app).__name__})")
+        raise SystemExit(
+            f"tether: {module_name}:{attr} is of type {type(app).__name__}, not a tether.App"
+        )
     return app
 
 

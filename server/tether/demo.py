@@ -104,8 +104,13 @@ def create_app(*, max_rooms: int = MAX_ROOMS, room_ttl: float = ROOM_TTL) -> App
     """A fresh demo app with its own (empty) store; at most ``max_rooms`` rooms at once,
     whose data expires ``room_ttl`` seconds after their last join, message or leave."""
     app = App("tether demo", topics=[LEADERBOARD, "room:*"])
+    app.describe_topic(
+        LEADERBOARD,
+        "The top scores of all users, updated live whenever anyone submits one.",
+        label="Top scores",
+    )
 
-    @app.function(inputs=["text", "state"], outputs=["chatbot", "state"])
+    @app.function(inputs=["text", "state"], outputs=["chatbot", "state"], label="Chat")
     def chat(message: str, history: History = []) -> tuple[History, History]:  # noqa: B006
         """Chat with a bot that remembers this session's conversation."""
         # The mutable default is safe: tether copies it per session, and rolls the
@@ -113,7 +118,7 @@ def create_app(*, max_rooms: int = MAX_ROOMS, room_ttl: float = ROOM_TTL) -> App
         history.append([message, reply_to(message)])
         return history, history
 
-    @app.function(inputs=["text", "state"], outputs=["chatbot", "state"])
+    @app.function(inputs=["text", "state"], outputs=["chatbot", "state"], label="Streaming chat")
     async def chat_stream(message: str, history: History = []) -> AsyncIterator[Any]:  # noqa: B006
         """Chat with a bot that streams its reply word by word."""
         history.append([message, ""])
@@ -267,6 +272,16 @@ def create_app(*, max_rooms: int = MAX_ROOMS, room_ttl: float = ROOM_TTL) -> App
         await leave(context().session_id, where)
         context().unsubscribe(room_topic(where["room"]))
         return {"left": where["room"]}, None
+
+    app.room(
+        join="join_room",
+        say="say",
+        leave="leave_room",
+        topic="room:{room}",
+        label="Chat room",
+        description="Pick a name and a room; everyone in the room sees messages and who is "
+        "there, live.",
+    )
 
     @app.on_session_end
     async def gone(session: Any) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from typing import Any
 
 import pytest
@@ -316,12 +318,12 @@ def test_add_refuses_a_function_with_too_few_parameters() -> None:
     def f(a):
         return a
 
-    with pytest.raises(AppError, match="takes 1 positional parameters but has 2 inputs"):
+    with pytest.raises(AppError, match="takes 1 positional parameter but has 2 inputs"):
         App().add(f, ["text", "number"])
 
 
 def test_add_counts_state_inputs_against_the_parameters() -> None:
-    with pytest.raises(AppError, match="positional parameters"):
+    with pytest.raises(AppError, match="positional parameter"):
         App().add(lambda a: a, ["text", "state"], name="f")
 
 
@@ -602,3 +604,118 @@ def test_on_session_end_registers_the_hook_and_returns_it() -> None:
 
     assert app.on_session_end(goodbye) is goodbye
     assert app.session_end_hooks == [goodbye]
+
+
+def test_a_declaration_mistake_is_one_line_starting_with_the_functions_file_and_line() -> None:
+    app = App()
+    decorator_line = sys._getframe().f_lineno + 4
+    with pytest.raises(AppError) as raised:
+        # (the decorator's line is the one that holds the mistake)
+
+        @app.function(inputs=["textbox", "state"], outputs=["chatbot", "state"])
+        def chat(message, history=[]):  # noqa: B006
+            return history, history
+
+    message = str(raised.value)
+    where = f"{os.path.relpath(__file__)}:{decorator_line}: "
+    assert message.startswith(where + "chat: unknown component 'textbox'; expected one of text")
+    assert "\n" not in message
+
+
+def test_a_mistake_of_a_partial_names_the_wrapped_functions_file() -> None:
+    def shout(text, volume):
+        return text
+
+    where = f"{os.path.relpath(__file__)}:{shout.__code__.co_firstlineno}: "
+    with pytest.raises(AppError) as raised:
+        App().add(functools.partial(shout), "text", "text", name="shout")
+    assert str(raised.value) == where + "shout: parameters ['volume'] have no input and no default"
+
+
+# -- what the app declares for clients to show (welcome, protocol 9) ------------------
+
+
+def test_topics_given_as_a_mapping_are_allowed_and_described() -> None:
+    app = App("described", topics={"scores": "The best three.", "room:*": ""})
+    app.describe_topic("scores", "The best three, live.", label="Top scores")
+    assert app.topics == ["scores", "room:*"]
+    fields = app.welcome_fields()
+    assert fields["title"] == "described"
+    assert fields["topic_info"] == {
+        "scores": {"label": "Top scores", "description": "The best three, live."},
+        "room:*": {},
+    }
+
+
+def test_a_topic_that_is_not_allowed_cannot_be_described() -> None:
+    with pytest.raises(AppError, match="not an allowed topic"):
+        App().describe_topic("scores", "nobody may follow it")
+
+
+def room_functions(app: App) -> None:
+    @app.function(inputs=["text", "text"], outputs="json")
+    def enter(name: str, room: str) -> object:
+        return {"room": room, "name": name, "history": [], "members": [name]}
+
+    @app.function(inputs="text", outputs="json")
+    def post(text: str) -> object:
+        return {"kind": "message", "id": "1", "name": "x", "text": text, "at": 0}
+
+    @app.function(outputs="json")
+    def exit_room() -> object:
+        return {"left": None}
+
+
+def test_a_room_is_declared_over_functions_of_any_name() -> None:
+    app = App(topics=["channel/*"])
+    room_functions(app)
+    app.room(join="enter", say="post", leave="exit_room", topic="channel/{room}", label="Rooms")
+    assert app.welcome_fields()["widgets"] == [
+        {
+            "kind": "room",
+            "label": "Rooms",
+            "join": "enter",
+            "say": "post",
+            "leave": "exit_room",
+            "topic": "channel/{room}",
+        }
+    ]
+
+
+ROOM = {"join": "enter", "say": "post", "leave": "exit_room"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({**ROOM, "join": "missing"}, "not a registered function"),
+        ({**ROOM, "join": "post"}, r"must take the inputs \(text, text\)"),
+        ({**ROOM, "topic": "room"}, "must contain"),
+        ({**ROOM, "topic": "other:{room}"}, "allowed"),
+    ],
+)
+def test_a_room_over_the_wrong_functions_or_topic_is_refused(
+    kwargs: dict[str, str], message: str
+) -> None:
+    app = App(topics=["room:*"])
+    room_functions(app)
+    with pytest.raises(AppError, match=message):
+        app.room(**kwargs)
+
+
+def test_a_label_goes_into_the_manifest_and_none_leaves_it_out() -> None:
+    app = App()
+
+    @app.function(inputs="number", outputs="number", label="Double it")
+    def double(x: float) -> float:
+        return 2 * x
+
+    @app.function(inputs="number", outputs="number")
+    def triple(x: float) -> float:
+        return 3 * x
+
+    double_entry, triple_entry = app.manifest()
+    assert double_entry["label"] == "Double it"
+    assert "label" not in triple_entry
+    with pytest.raises(AppError, match="label must be a non-empty string"):
+        app.add(triple, "number", "number", name="t2", label="  ")

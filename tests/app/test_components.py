@@ -149,8 +149,49 @@ def test_check_output_refuses_a_chatbot_value_that_is_not_a_list(value: Any) -> 
 
 
 @pytest.mark.parametrize(
-    ("component", "value"),
-    [("text", 3), ("number", "3"), ("checkbox", None), ("json", {1, 2})],
+    ("component", "value", "words"),
+    [
+        ("text", 3, "text output must be a string, got a number"),
+        ("text", None, "text output must be a string, got null"),
+        ("number", "3", "number output must be a number, got a string"),
+        ("number", True, "number output must be a number, got a boolean"),
+        ("number", float("nan"), "number output must be finite"),
+        ("number", float("inf"), "number output must be finite"),
+        ("checkbox", None, "checkbox output must be true or false, got null"),
+        ("checkbox", 1, "checkbox output must be true or false, got a number"),
+        ("chatbot", [["a", "b"], "c"], "entry 1 must be a \\[user, bot\\] pair"),
+        ("chatbot", [["a", "b", "c"]], "entry 0 must be a \\[user, bot\\] pair"),
+        ("chatbot", [["a", 3]], "entry 0 must hold strings or null, got a number"),
+    ],
 )
-def test_check_output_passes_other_components_through_unchecked(component: str, value: Any) -> None:
+def test_check_output_refuses_what_its_component_does_not_hold(
+    component: str, value: Any, words: str
+) -> None:
+    with pytest.raises(BadValue, match=words):
+        check_output(component, value)
+
+
+@pytest.mark.parametrize(
+    ("component", "value"),
+    [
+        ("text", "hi"),
+        ("number", 3),
+        ("number", -0.5),
+        ("number", 2**70),
+        ("checkbox", False),
+        ("json", {1, 2}),  # (json is checked when it is encoded: not JSON is fn_error then)
+        ("chatbot", [["a", None], [None, "b"]]),
+    ],
+)
+def test_check_output_passes_what_its_component_holds(component: str, value: Any) -> None:
     assert check_output(component, value) is value
+
+
+def test_check_output_accepts_journaled_state() -> None:
+    """A function may return its state, held as journaled list/dict subclasses."""
+    from tether.app.journal import Journal, adopt
+
+    history = adopt([["hi", "there"]], Journal(), copy=True)
+    assert type(history) is not list
+    assert check_output("chatbot", history) is history
+    assert check_output("json", history) is history

@@ -328,3 +328,18 @@ def test_state_size_of_a_cycle_is_unknown() -> None:
     loop: list[Any] = []
     loop.append(loop)
     assert state_size(loop) is None
+
+
+def test_copy_value_of_a_journaled_value_is_a_plain_independent_copy() -> None:
+    from tether.app.journal import Journal, adopt
+
+    tracked = adopt({"h": [["a", "b"]], "n": 1.5}, Journal())
+    copied = copy_value(tracked)
+    assert copied == tracked and type(copied) is dict and type(copied["h"][0]) is list
+    tracked["h"][0].append("c")
+    assert copied == {"h": [["a", "b"]], "n": 1.5}
+    assert state_size(tracked) == len(b'{"h":[["a","b","c"]],"n":1.5}')
+
+
+def test_a_state_can_be_declared_copied_instead_of_journaled() -> None:
+    assert State(default=[], snapshot="copy").snapshot == "copy"

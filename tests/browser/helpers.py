@@ -108,15 +108,16 @@ def status(page: Page) -> Locator:
 
 
 def panel(page: Page, name: str) -> Locator:
-    """The region of a function or topic, by its accessible name."""
+    """The region of a function or topic, by its accessible name (its title: the
+    declared label, else the name made readable: `track_score` is "Track score")."""
     return page.get_by_role("region", name=name, exact=True)
 
 
-def chat_log(page: Page, fn: str = "chat") -> Locator:
+def chat_log(page: Page, fn: str = "Chat") -> Locator:
     return panel(page, fn).get_by_role("log")
 
 
-def send_chat(page: Page, text: str, fn: str = "chat", reply: str | None = None) -> None:
+def send_chat(page: Page, text: str, fn: str = "Chat", reply: str | None = None) -> None:
     """Type ``text`` in the chat box of ``fn``, press Enter, wait for the reply."""
     box = panel(page, fn).get_by_label("message", exact=True)
     box.fill(text)
@@ -143,3 +144,16 @@ def run_js(page: Page, body: str, arg: object = None) -> Any:
         {body}
     }}"""
     return page.evaluate(script, arg)
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def screenshot(page: Page, name: str) -> Path:
+    """Save the whole page as ``test-artifacts/<name>.png`` (git-ignored) for people to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    # From the top: a full-page shot of a scrolled page draws the sticky header mid-page.
+    page.evaluate("document.activeElement?.blur(); window.scrollTo(0, 0)")
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -17,6 +17,9 @@ from aiohttp import WSMsgType, web
 from tether.loadtest import main
 from tether.protocol import Submit, decode_client, encode_welcome
 
+# The welcome's functions of a raw server by default: the demo's chat.
+CHAT: list[dict[str, Any]] = [{"name": "chat", "inputs": ["text"], "outputs": ["chatbot"]}]
+
 Send = Callable[[bytes], Awaitable[None]]
 Handler = Callable[[Submit, Send, list[Any]], Awaitable[None]]
 
@@ -31,14 +34,15 @@ def loadtest(url: str, *args: str, tmp_path: Path) -> tuple[int, dict[str, Any]]
 @pytest.fixture
 def raw_server() -> Iterator[Callable[..., str]]:
     """``raw_server(handler, welcome=...)`` serves the protocol by hand, to misbehave on
-    purpose: it sends ``welcome`` (by default a right one), then gives every submit
-    to ``handler(submit, send, history)`` (``history``: the connection's own list)."""
+    purpose: it sends ``welcome`` (by default a right one, listing ``chat``), then gives
+    every submit to ``handler(submit, send, history)`` (``history``: the connection's own
+    list)."""
     stops: list[Callable[[], None]] = []
 
     def start(handler: Handler, welcome: bytes | None = None) -> str:
         ready = threading.Event()
         box: dict[str, Any] = {}
-        first = welcome if welcome is not None else encode_welcome("raw", [])
+        first = welcome if welcome is not None else encode_welcome("raw", CHAT)
 
         async def ws_handler(request: web.Request) -> web.WebSocketResponse:
             ws = web.WebSocketResponse()

@@ -29,13 +29,19 @@ def leaky_chat_app() -> App:
     return app
 
 
-def test_check_fails_when_sessions_see_each_others_history(serve_app, tmp_path):
+@pytest.mark.parametrize(
+    ("scenario", "complaint"),
+    [("chat", "messages not from this session"), ("auto", "sent by another session")],
+)
+def test_check_fails_when_sessions_see_each_others_history(
+    serve_app, tmp_path, scenario, complaint
+):
     srv = serve_app(leaky_chat_app())
-    args = ("--users", "3", "--duration", "1", "--turns", "3")
+    args = ("--scenario", scenario, "--users", "3", "--duration", "1", "--turns", "3")
     status, result = loadtest(srv.url, *args, "--check", tmp_path=tmp_path)
     assert status == 1
     assert result["check"]["violations"] > 0
-    assert "messages not from this session" in " ".join(result["check"]["examples"])
+    assert complaint in " ".join(result["check"]["examples"])
     # The same run without --check has nothing to complain about: the check is what fails.
     status, result = loadtest(srv.url, *args, tmp_path=tmp_path)
     assert status == 0

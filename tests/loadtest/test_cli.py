@@ -24,12 +24,15 @@ def test_the_command_line_runs_a_loadtest_and_prints_a_summary(serve_app, tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert "submits/s" in proc.stderr  # the progress line
     assert "p99 ms" in proc.stdout
-    assert "errors: none" in proc.stdout
+    # The auto scenario calls every function of the demo (say before join_room is its
+    # fn_error): the summary counts results per function.
+    assert "results by function: " in proc.stdout and "track_score" in proc.stdout
+    assert "errors: " in proc.stdout
 
 
 def test_an_unknown_scenario_is_refused_with_a_clear_message(capsys):
     assert main(["ws://127.0.0.1:9/ws", "--scenario", "nope"]) == 2
-    assert "use one of chat, score, rooms" in capsys.readouterr().err
+    assert "use one of auto, chat, score, rooms" in capsys.readouterr().err
 
 
 def test_plot_without_matplotlib_is_refused_before_the_run(monkeypatch, capsys, tmp_path):
@@ -39,7 +42,7 @@ def test_plot_without_matplotlib_is_refused_before_the_run(monkeypatch, capsys, 
     assert not (tmp_path / "x.png").exists()
 
 
-def test_plot_draws_throughput_and_latency_when_matplotlib_is_there(serve_app, tmp_path):
+def test_plot_draws_throughput_and_latency_when_matplotlib_is_there(serve_app, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     srv = serve_app(create_app())
     png = tmp_path / "run.png"
@@ -47,6 +50,9 @@ def test_plot_draws_throughput_and_latency_when_matplotlib_is_there(serve_app, t
         srv.url, "--users", "2", "--duration", "2.5", "--plot", str(png), tmp_path=tmp_path
     )
     assert status == 0
+    out = capsys.readouterr().out
+    assert f"plot written to {png.resolve()}" in out
+    assert f"results written to {(tmp_path / 'result.json').resolve()}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -9,8 +9,9 @@ from tether.demo import create_app
 def test_the_chat_scenario_passes_its_check_against_the_demo(serve_app, tmp_path):
     srv = serve_app(create_app())
     status, result = loadtest(
-        srv.url, "--users", "5", "--duration", "1", "--turns", "3", "--check", tmp_path=tmp_path
-    )
+        srv.url, "--scenario", "chat", "--users", "5", "--duration", "1", "--turns", "3",
+        "--check", tmp_path=tmp_path,
+    )  # fmt: skip
     assert status == 0
     assert result["submits_ok"] > 0
     assert result["errors"] == {}

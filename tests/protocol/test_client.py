@@ -149,3 +149,22 @@ def test_a_welcome_in_another_protocol_version_is_refused_with_both_versions_nam
 def test_the_browser_client_speaks_the_version_the_server_speaks() -> None:
     source = (Path(__file__).resolve().parents[2] / "client_static" / "tether.js").read_text()
     assert f"export const PROTOCOL = {PROTOCOL_VERSION};" in source
+
+
+def test_the_client_decodes_the_apps_declarations_of_protocol_9() -> None:
+    info = {"scores": {"label": "Top scores", "description": "the best three"}}
+    widgets = [{"kind": "room", "label": "Chat room", "join": "j", "say": "s", "leave": "l"}]
+    frame = encode_welcome("s1", [], title="My app", topic_info=info, widgets=widgets)
+    welcome = decode_welcome(frame)
+    assert (welcome.title, welcome.topic_info, welcome.widgets) == ("My app", info, widgets)
+
+
+def test_a_welcome_without_the_declarations_or_with_mistyped_ones_decodes_to_defaults() -> None:
+    bare = decode_server(orjson.dumps({"type": "welcome", "protocol": 9, "session": "s",
+                                       "functions": []}))  # fmt: skip
+    odd = decode_server(orjson.dumps({"type": "welcome", "protocol": 9, "session": "s",
+                                      "functions": [], "title": 3, "topic_info": [],
+                                      "widgets": {}}))  # fmt: skip
+    for welcome in (bare, odd):
+        assert isinstance(welcome, Welcome)
+        assert (welcome.title, welcome.topic_info, welcome.widgets) == (None, {}, [])

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tether.app.journal import Journal, adopt
 from tether.protocol import encode_event, encode_result
 from tether.store import Store, StoreError, plain_number
 from tether.store.checks import INT64_MAX, INT64_MIN, MAX_EXACT_INT, MAX_VALUE_DEPTH
@@ -157,3 +158,15 @@ async def test_a_value_that_encodes_is_kept_and_reads_back_into_any_frame(
     # Read back, the value still fits inside the protocol's frames, and more.
     encode_result(1, [[back]])
     encode_event("topic", {"data": [back]})
+
+
+@pytest.mark.parametrize("value", [[1, {"a": math.nan}], {"deep": [[-math.inf]]}], ids=repr)
+async def test_a_sessions_journaled_state_is_checked_like_any_value(
+    store: Store, value: Any
+) -> None:
+    # A function may store (part of) its session state, which is held as journaled
+    # list and dict subclasses: their contents are checked all the same.
+    journaled = adopt(value, Journal())
+    assert type(journaled) is not type(value)
+    with pytest.raises(StoreError, match=BAD):
+        await store.set("k", journaled)

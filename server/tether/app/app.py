@@ -18,8 +18,9 @@ several per function, and can be shared by several functions.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import AppError
@@ -37,15 +38,26 @@ SessionHook = Callable[[Any], Any]
 class App:
     """A set of functions served together, with one global store."""
 
-    def __init__(self, title: str = "tether", *, topics: Sequence[str] = ()) -> None:
+    def __init__(
+        self, title: str = "tether", *, topics: Sequence[str] | Mapping[str, str] = ()
+    ) -> None:
+        """``topics``: the topics clients may subscribe to (``allow_topics``); a mapping
+        ``{topic: description}`` also describes each one (``describe_topic``)."""
         self.title = title
         self.functions: dict[str, Function] = {}
         self.store = Store()
         self.session_end_hooks: list[SessionHook] = []
         self.topics: list[str] = []
+        # What clients show for a topic: {topic: {"label": ..., "description": ...}}.
+        self.topic_info: dict[str, dict[str, str]] = {}
+        # Widgets that group functions (``room``), in the welcome's ``widgets``.
+        self.widgets: list[dict[str, Any]] = []
         self.authenticator: Callable[[Any], Any] | None = None
         self._runtime: Runtime | None = None
         self.allow_topics(*topics)
+        if isinstance(topics, Mapping):
+            for topic, description in topics.items():
+                self.describe_topic(topic, description)
 
     def authenticate(self, hook: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """Decorator: ``hook(request)`` checks every WebSocket handshake before the upgrade.
@@ -70,6 +82,75 @@ class App:
                 raise AppError(f"a topic pattern must be a non-empty string, not {pattern!r}")
             if pattern not in self.topics:
                 self.topics.append(pattern)
+
+    def describe_topic(self, topic: str, description: str = "", *, label: str = "") -> None:
+        """What the browser page shows for an allowed topic: a ``description`` under its
+        heading and a ``label`` for the heading (default: the name made readable).
+        Sent in the welcome's ``topic_info`` (protocol 9)."""
+        if not self.topic_allowed(topic):
+            raise AppError(f"describe_topic: {topic!r} is not an allowed topic (allow_topics)")
+        info: dict[str, str] = {}
+        for key, value in (("label", label), ("description", description)):
+            if not isinstance(value, str):
+                raise AppError(f"describe_topic: {key} must be a string, not {value!r}")
+            if value:
+                info[key] = value
+        self.topic_info[topic] = info
+
+    def room(
+        self,
+        *,
+        join: str,
+        say: str,
+        leave: str,
+        topic: str = "room:{room}",
+        label: str = "Chat room",
+        description: str = "",
+    ) -> None:
+        """Declare three registered functions as one chat room, which the browser page shows
+        as a single widget instead of three forms (welcome ``widgets``, protocol 9).
+
+        ``join(name, room)`` (two text inputs) returns ``{"room", "name", "history":
+        [message...], "members": [name...]}`` and subscribes the session to ``topic`` with
+        ``{room}`` replaced by the room; ``say(text)`` returns the message it posted;
+        ``leave()`` takes no input. Events on the room's topic are ``{"kind": "message",
+        "id", "name", "text", "at"}`` and ``{"kind": "presence", "members": [...]}``.
+        """
+        shapes = {"join": (join, ["text", "text"]), "say": (say, ["text"]), "leave": (leave, [])}
+        for role, (fname, inputs) in shapes.items():
+            function = self.functions.get(fname)
+            if function is None:
+                raise AppError(f"room: {role}={fname!r} is not a registered function")
+            if list(function.public_inputs) != inputs:
+                want = ", ".join(inputs) or "none"
+                raise AppError(
+                    f"room: {role}={fname!r} must take the inputs ({want}), "
+                    f"not ({', '.join(function.public_inputs) or 'none'})"
+                )
+        if "{room}" not in topic or not self.topic_allowed(topic.replace("{room}", "x")):
+            raise AppError(
+                f"room: topic {topic!r} must contain {{room}} and match an allowed topic pattern"
+            )
+        widget: dict[str, Any] = {
+            "kind": "room",
+            "label": label,
+            "join": join,
+            "say": say,
+            "leave": leave,
+            "topic": topic,
+        }
+        if description:
+            widget["description"] = description
+        self.widgets.append(widget)
+
+    def welcome_fields(self) -> dict[str, Any]:
+        """The app's part of every welcome besides its functions (protocol 9)."""
+        return {
+            "title": self.title,
+            "topics": self.topics,
+            "topic_info": self.topic_info,
+            "widgets": self.widgets,
+        }
 
     def slots_by_key(self) -> dict[str, State]:
         """Every state slot of the app by its stable key."""
@@ -130,6 +211,7 @@ class App:
         outputs: ComponentSpec | Sequence[ComponentSpec] = (),
         *,
         name: str | None = None,
+        label: str | None = None,
         concurrency_limit: int | None = DEFAULT,
         max_queue: int | None = None,
         timeout: float | None = None,
@@ -142,6 +224,7 @@ class App:
                 inputs,
                 outputs,
                 name=name,
+                label=label,
                 concurrency_limit=concurrency_limit,
                 max_queue=max_queue,
                 timeout=timeout,
@@ -157,11 +240,15 @@ class App:
         outputs: ComponentSpec | Sequence[ComponentSpec] = (),
         *,
         name: str | None = None,
+        label: str | None = None,
         concurrency_limit: int | None = DEFAULT,
         max_queue: int | None = None,
         timeout: float | None = None,
     ) -> Function:
         """Register ``fn`` under ``name`` (default: its ``__name__``).
+
+        ``label``: the title the browser page shows for it (default: the name made
+        readable, ``track_score`` → "Track score"); sent in the manifest.
 
         ``concurrency_limit``: submits of this function running at once across
         all sessions (default: the thread pool size; ``None``: unlimited); the
@@ -179,6 +266,10 @@ class App:
             max_queue=max_queue,
             timeout=timeout,
         )
+        if label is not None:
+            if not isinstance(label, str) or not label.strip():
+                raise AppError(f"{function.name}: label must be a non-empty string")
+            function = dataclasses.replace(function, label=label)
         if function.name in self.functions:
             raise AppError(f"a function named {function.name!r} is already registered")
         self.functions[function.name] = function

@@ -78,7 +78,42 @@ def check_input(component: str, value: Any) -> Any:
 
 
 def check_output(component: str, value: Any) -> Any:
-    """Cheap shape check of one public output (a chatbot must be a list)."""
-    if component == "chatbot" and type(value) not in (list, tuple):
-        raise BadValue(f"a chatbot output must be a list of pairs, got {json_kind(value)}")
+    """Check one public output against its component, as inputs are checked; raise
+    ``BadValue`` saying what is wrong (the submit then gets ``fn_error``).
+
+    With ``isinstance``, not ``type() is``: a function may return its journaled state
+    (list and dict subclasses, app/tracked.py). A chat history's type and its newest
+    entry are checked, not every entry: the rest were checked when they were new, and a
+    history of thousands of turns is not walked on every submit.
+    """
+    if component == "text":
+        if not isinstance(value, str):
+            raise BadValue(f"a text output must be a string, got {json_kind(value)}")
+    elif component == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadValue(f"a number output must be a number, got {json_kind(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadValue(f"a number output must be finite, got {value!r}")
+    elif component == "checkbox":
+        if not isinstance(value, bool):
+            raise BadValue(f"a checkbox output must be true or false, got {json_kind(value)}")
+    elif component == "chatbot":
+        if not isinstance(value, (list, tuple)):
+            raise BadValue(
+                f"a chatbot output must be a list of [user, bot] pairs, got {json_kind(value)}"
+            )
+        if value:
+            _chat_entry(len(value) - 1, value[-1])
     return value
+
+
+def _chat_entry(i: int, pair: Any) -> None:
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+        raise BadValue(
+            f"chatbot output entry {i} must be a [user, bot] pair, got {json_kind(pair)}"
+        )
+    for part in pair:
+        if part is not None and not isinstance(part, str):
+            raise BadValue(
+                f"chatbot output entry {i} must hold strings or null, got {json_kind(part)}"
+            )

@@ -9,6 +9,7 @@ slots explicitly and may be shared by several functions.
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ class Function:
     max_queue: int | None = None
     # Seconds a submit may run before it ends with `timeout` (None: no limit).
     timeout: float | None = None
+    # The human title clients show (``label=``); "" lets them make one from the name.
+    label: str = ""
 
     @property
     def streams(self) -> bool:
@@ -77,6 +80,8 @@ class Function:
         }
         if self.description:
             entry["description"] = self.description
+        if self.label:
+            entry["label"] = self.label
         return entry
 
     def check_arguments(self, data: list[Any]) -> list[Any]:
@@ -136,7 +141,41 @@ def build_function(
     timeout: float | None = None,
 ) -> Function:
     """A ``Function`` from a Python callable and its declared components (``App.add``
-    documents the arguments); raises ``AppError`` naming what is wrong."""
+    documents the arguments); raises ``AppError`` naming what is wrong, in one line
+    that starts with the file and line of ``fn`` (``myapp.py:12: chat: ...``)."""
+    try:
+        return _build(fn, inputs, outputs, name, concurrency_limit, max_queue, timeout)
+    except AppError as exc:
+        raise AppError(f"{_where(fn)}{exc}") from None
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    """``file:line: `` of a function's definition (the file relative to the working
+    directory when it is under it), or "" when it has none (a builtin, a partial)."""
+    code = getattr(inspect.unwrap(getattr(fn, "func", fn)), "__code__", None)  # (a partial)
+    if code is None:
+        code = getattr(getattr(fn, "__call__", None), "__code__", None)  # noqa: B004
+    if code is None:
+        return ""
+    path = code.co_filename
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # (another drive, on Windows)
+        relative = path
+    if not relative.startswith(".."):
+        path = relative
+    return f"{path}:{code.co_firstlineno}: "
+
+
+def _build(
+    fn: Callable[..., Any],
+    inputs: ComponentSpec | Sequence[ComponentSpec],
+    outputs: ComponentSpec | Sequence[ComponentSpec],
+    name: str | None,
+    concurrency_limit: int | None,
+    max_queue: int | None,
+    timeout: float | None,
+) -> Function:
     fname = str(name or getattr(fn, "__name__", ""))
     if not _NAME.fullmatch(fname):
         raise AppError(f"function name {fname!r} must match {_NAME.pattern}")
@@ -260,6 +299,10 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return not inspect.isroutine(fn) and inspect.iscoroutinefunction(call)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _positional_params(fn: Callable[..., Any], fname: str, count: int) -> list[inspect.Parameter]:
     try:
         sig = inspect.signature(fn)
@@ -280,7 +323,10 @@ def _positional_params(fn: Callable[..., Any], fname: str, count: int) -> list[i
             "(inputs are passed by position)"
         )
     if len(params) < count and not has_varargs:
-        raise AppError(f"{fname} takes {len(params)} positional parameters but has {count} inputs")
+        raise AppError(
+            f"{fname} takes {_plural(len(params), 'positional parameter')} but has "
+            f"{_plural(count, 'input')} (one parameter per input, in order)"
+        )
     if len(params) > count:
         extra = [p.name for p in params[count:] if p.default is inspect.Parameter.empty]
         if extra:

@@ -1,10 +1,12 @@
 """Session-state slots and the cheap copies that make rollback possible.
 
 A ``State`` is a named slot of per-session memory. Each session gets its own
-copy of the slot's default (or a fresh value from its factory). Before a
-function that takes a slot runs, the session snapshots the slot's value, so
-that if the function raises after mutating it in place, the session's state
-is restored exactly.
+copy of the slot's default (or a fresh value from its factory). A function that
+raises after mutating a slot's value in place leaves the session's state as it
+was: a value of JSON lists, dicts and scalars is journaled (app/journal.py: its
+containers log how to undo each mutation, so nothing is copied before a call);
+any other value (or a slot declared ``snapshot="copy"``) is snapshot before
+the call with ``copy_value``.
 
 Snapshots go through orjson when the value is plain JSON (a C-speed deep
 copy; a quick walk checks every node's exact type first), and fall back to
@@ -24,9 +26,11 @@ import itertools
 import math
 import sys
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
+
+from .journal import TrackedDict, TrackedList
 
 __all__ = ["MISSING", "State", "copy_value", "state_size"]
 
@@ -122,9 +126,9 @@ def _is_plain_json(value: Any) -> bool:
     while stack:
         node = pop()
         kind = type(node)
-        if kind is list:
+        if kind is list or kind is TrackedList:
             push(node)
-        elif kind is dict:
+        elif kind is dict or kind is TrackedDict:
             for key in node:
                 if type(key) is not str:
                     return False
@@ -142,7 +146,12 @@ class State:
 
     ``State(default=[])``: every session starts with its own copy of ``[]``.
     ``State(factory=make_cart)``: every session starts with ``make_cart()``.
-    ``snapshot=False`` skips the pre-call copy: cheaper for huge values, but a
+    ``snapshot=True`` (the default) journals a JSON value's mutations to undo them
+    if the function fails (the function gets the value as tracked lists and
+    dicts: ``isinstance(v, list)`` holds, ``type(v) is list`` does not);
+    ``snapshot="copy"`` copies the value before each call instead (O(size) per
+    call, for code that mutates it behind the list and dict methods' backs, e.g.
+    ``heapq``); ``snapshot=False`` does neither: cheaper for huge values, but a
     function that mutates the value in place and then raises leaves the
     mutation behind.
 
@@ -157,7 +166,7 @@ class State:
         default: Any = None,
         *,
         factory: Callable[[], Any] | None = None,
-        snapshot: bool = True,
+        snapshot: bool | Literal["copy"] = True,
         name: str | None = None,
     ) -> None:
         if factory is not None and default is not None:

@@ -266,7 +266,8 @@ class Session:
         services = self._services
         if not self._strike(now, cost):
             return
-        retry = round(self._flood.retry_after(), 3)
+        # At least 1 ms: "retry after 0 s" would read as "no need to wait".
+        retry = max(0.001, round(self._flood.retry_after(), 3))
         rate = services.settings.submit_rate
         self._refuse(
             peek_id(payload, services.settings.message_cost_bytes or 1 << 16),

@@ -1,9 +1,11 @@
-"""``LeanConnection``: the built-in scenarios' client, lean so one core drives more load.
+"""``LeanConnection``: the load tester's aiohttp client stack (``--client aiohttp``).
 
 It speaks the protocol through its client half (``tether.protocol``: encode
 submits, decode each frame once into a typed message) on aiohttp, and does
 nothing else: no resume, no deltas, no topics API. It costs less CPU per
-submit than ``tether.Client`` (websockets), as ``bench/clients.py`` measures.
+submit than ``tether.Client`` (websockets), as ``bench/clients.py`` measures;
+``PicowsConnection`` (``picows_connection.py``) costs less still, and is used
+when picows is installed. What they share is ``replies.Connection``.
 """
 
 from __future__ import annotations
@@ -11,49 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType
 
-from ..errors import RemoteProtocolError
-from ..protocol import (
-    Error,
-    Result,
-    ServerMessage,
-    Welcome,
-    decode_server,
-    decode_welcome,
-    encode_submit,
-)
+from ..protocol import ServerMessage, Welcome, decode_welcome
+from .replies import ID_RANGE, MAX_REPLY_SIZE, Connection, ConnectionLost, Reply
 
 __all__ = ["ID_RANGE", "MAX_REPLY_SIZE", "ConnectionLost", "LeanConnection"]
 
-# Largest reply a generator connection accepts (a chat history is far smaller).
-MAX_REPLY_SIZE: Final = 16 << 20
-# Submit ids of one generator connection: (n + 1) * ID_RANGE + k, k < ID_RANGE.
-ID_RANGE: Final = 1 << 32
 
-Reply = Result | Error
-"""What answers a submit: its result, or its error."""
+class LeanConnection(Connection):
+    """A minimal client of the tether protocol on aiohttp, for generating load
+    (``replies.Connection`` says how replies are matched and what is reported)."""
 
-
-class ConnectionLost(Exception):
-    """The connection closed while a submit waited for its reply."""
-
-
-class LeanConnection:
-    """A minimal client of the tether protocol on aiohttp, for generating load.
-
-    Replies are matched to submits by id. Ids count up from ``first_id``;
-    giving every connection its own range (``ID_RANGE`` apart) makes a reply
-    meant for another session stand out. A reply whose id was never sent on
-    this connection, or was already answered, is reported through
-    ``on_violation``, and so is a frame the protocol does not allow (after
-    which the connection is closed: nothing the server says can be trusted);
-    messages that are not replies go to ``on_frame`` (an ``Error`` without an
-    id among them), types this client does not know nowhere.
-    """
+    stack = "aiohttp"
 
     def __init__(
         self,
@@ -63,14 +38,9 @@ class LeanConnection:
         on_violation: Callable[[str], None],
         first_id: int = 1,
     ) -> None:
+        super().__init__(welcome, on_frame, on_violation, first_id)
         self.ws = ws
-        self.session = welcome.session
-        self._on_frame = on_frame
-        self._on_violation = on_violation
-        self._first_id = self._next_id = first_id
-        self._pending: dict[int, asyncio.Future[Reply]] = {}
-        self.closed = False
-        self._reader = asyncio.get_running_loop().create_task(self._read_loop())
+        self._reader = self._loop.create_task(self._read_loop())
 
     @classmethod
     async def open(
@@ -98,13 +68,8 @@ class LeanConnection:
 
     def submit(self, fn: str, data: list[Any]) -> Awaitable[Reply]:
         """Send a submit; the awaitable gives its ``Result`` or ``Error``."""
-        if self.closed:
-            raise ConnectionLost("the connection is closed")
-        id = self._next_id
-        self._next_id += 1
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._pending[id] = future
-        return self._send_and_wait(encode_submit(id, fn, data), id, future)
+        frame, id, future = self._new_submit(fn, data)
+        return self._send_and_wait(frame, id, future)
 
     async def _send_and_wait(self, frame: bytes, id: int, future: asyncio.Future[Reply]) -> Reply:
         try:
@@ -113,54 +78,22 @@ class LeanConnection:
         finally:
             self._pending.pop(id, None)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._pending)
-
     async def _read_loop(self) -> None:
         ws = self.ws
-        pending = self._pending
         try:
             while True:
                 msg = await ws.receive()
                 if msg.type is not WSMsgType.TEXT:
                     break
-                try:
-                    message = decode_server(msg.data)
-                except RemoteProtocolError as exc:
-                    self._on_violation(f"the server broke the protocol: {exc.message}")
+                if not self._receive(msg.data):
                     await ws.close(code=WSCloseCode.PROTOCOL_ERROR)
                     break
-                if isinstance(message, (Result, Error)):
-                    id = message.id
-                    future = pending.pop(id, None) if type(id) is int else None
-                    if future is not None:
-                        if not future.done():
-                            future.set_result(message)
-                    elif id is None:
-                        self._on_frame(message)  # an error about no submit
-                    else:
-                        self._stray(message, id)
-                elif message is not None:
-                    self._on_frame(message)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            self.closed = True
-            lost = ConnectionLost(f"connection closed ({ws.close_code})")
-            for future in pending.values():
-                if not future.done():
-                    future.set_exception(lost)
-
-    def _stray(self, reply: Reply, id: int | str) -> None:
-        kind = type(reply).__name__.lower()
-        if type(id) is int and self._first_id <= id < self._next_id:
-            self._on_violation(f"a second reply to submit {id} ({kind})")
-        else:
-            self._on_violation(f"a {kind} for submit {id!r}, which was never sent")
+            self._lost(ws.close_code)
 
     async def wait_closed(self) -> None:
-        """Return once the connection has closed, from either side."""
         await asyncio.wait((self._reader,))
 
     async def close(self) -> None:

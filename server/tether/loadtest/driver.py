@@ -3,14 +3,16 @@
 Users start over ``--ramp`` seconds; each runs its scenario in a closed loop
 (send, wait for the reply, send the next) or, with ``--rate``, in an open
 loop where submits leave on a fixed schedule whatever the replies do and
-latency counts from the scheduled time. Built-in scenarios run on
-``LeanConnection`` s, a fresh one per conversation; custom scenario files on
+latency counts from the scheduled time. Built-in scenarios run on the
+connections of the ``--client`` stack (``stacks``: ``PicowsConnection`` or
+``LeanConnection``), a fresh one per conversation; custom scenario files on
 ``tether.Client`` s, wrapped in a ``MeasuredClient``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import time
@@ -18,16 +20,16 @@ from collections.abc import Callable, Generator, Iterator
 from types import ModuleType
 from typing import Any, Final
 
-import aiohttp
-
 from ..errors import TetherError
-from ..protocol import Error, Event, Result, ServerMessage
+from ..protocol import Code, Error, Event, Partial, Result, ServerMessage
+from .closed_loop import ClosedLoop
 from .config import Config
-from .connection import ID_RANGE, ConnectionLost, LeanConnection
 from .custom import MeasuredClient, load_scenario_file
 from .histogram import micros
-from .scenario import Options, Scenario, Step, Wait
+from .replies import ID_RANGE, Connection, ConnectionLost, Reply
+from .scenario import Function, Options, Scenario, Step, Wait, functions_of, missing_function
 from .scenarios import SCENARIOS, default_rooms
+from .stacks import Opener, open_stack
 from .stats import PROGRESS_INTERVAL, Meter, Stats
 
 __all__ = ["LoadTest", "Report"]
@@ -58,6 +60,7 @@ class LoadTest:
         self.indexes = range(proc, config.users, config.procs)
         self.scenario: Scenario | None = None
         self.custom: ModuleType | None = None
+        self.functions: tuple[Function, ...] = ()
         if config.scenario in SCENARIOS:
             rooms = config.rooms if config.rooms is not None else default_rooms(config.users)
             options = Options(
@@ -65,6 +68,7 @@ class LoadTest:
                 rooms=min(rooms, config.users),
                 check=config.check,
                 run_id=config.run_id,
+                mix=config.mix,
             )
             self.scenario = SCENARIOS[config.scenario](options)
         else:
@@ -105,9 +109,13 @@ class LoadTest:
 
     async def _run(self, loop: asyncio.AbstractEventLoop, cpu0: float, wall0: float) -> Stats:
         ticker = loop.create_task(self._ticker())
-        connector = aiohttp.TCPConnector(limit=0, force_close=True)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            self.http = http
+        async with contextlib.AsyncExitStack() as resources:
+            if self.scenario is not None:  # custom scenarios open tether.Client s
+                self.opener: Opener = await resources.enter_async_context(
+                    open_stack(self.config.client)
+                )
+                if not await self._bind():
+                    self.indexes = range(0)
             run_user = self._run_user if self.scenario is not None else self._run_custom_user
             users = [loop.create_task(run_user(i)) for i in self.indexes]
             if users:
@@ -123,10 +131,52 @@ class LoadTest:
         self._send_tick()
         if self.scenario is not None:
             self.stats.event_latency.merge(self.scenario.event_latency)
+            self.stats.calls.update(self.scenario.calls)
         wall = time.monotonic() - wall0
         self.stats.cpu_seconds = [time.process_time() - cpu0]
         self.stats.wall_seconds = wall
         return self.stats
+
+    async def _bind(self) -> bool:
+        """Give the scenario the server's functions (from the command line's welcome, or
+        one read now); False, with ``stats.fatal`` set, when it cannot run against them."""
+        assert self.scenario is not None
+        listed = list(self.config.functions)
+        if not listed:
+            conn = await self._probe()
+            if conn is None:
+                if self.scenario.uses:
+                    return True  # the demo's scenarios: run, and count the failed connects
+                self.stats.fatal = f"could not read the server's welcome at {self.config.url}"
+                return False
+            listed = conn.welcome.functions
+            await conn.close()
+        self.functions = functions_of(listed)
+        problem = self.scenario.bind(self.functions)
+        if problem is not None:
+            self.stats.fatal = problem
+            return False
+        return True
+
+    async def _probe(self) -> Connection | None:
+        for attempt in range(3):
+            try:
+                async with asyncio.timeout(self.config.connect_timeout):
+                    return await self.opener(
+                        self.config.url, lambda m: None, lambda v: None, self._first_id()
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.meter.error("connect_failed")
+                await self._backoff(attempt)
+        return None
+
+    def _fatal(self, text: str) -> None:
+        """Stop the run at once: it cannot go on (``stats.fatal`` says why)."""
+        if self.stats.fatal is None:
+            self.stats.fatal = text
+        self._stop_now()
 
     def _stopped(self) -> bool:
         return self.stopping
@@ -194,13 +244,15 @@ class LoadTest:
                 await conn.close()
             number += 1
 
-    async def _connect(self, index: int) -> LeanConnection | None:
+    async def _connect(self, index: int) -> Connection | None:
         assert self.scenario is not None
         scenario = self.scenario
 
         def on_frame(message: ServerMessage) -> None:
             if type(message) is Event:
                 self.stats.events += 1
+            elif type(message) is Partial:
+                self.stats.partials += 1
             elif type(message) is Error:
                 self.meter.error(message.code)
                 return
@@ -214,9 +266,7 @@ class LoadTest:
         t0 = time.perf_counter()
         try:
             async with asyncio.timeout(self.config.connect_timeout):
-                conn = await LeanConnection.open(
-                    self.http, self.config.url, on_frame, on_violation, self._first_id()
-                )
+                conn = await self.opener(self.config.url, on_frame, on_violation, self._first_id())
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -225,7 +275,15 @@ class LoadTest:
         self.stats.connect.record(micros(time.perf_counter() - t0))
         return conn
 
-    async def _converse_closed(self, conn: LeanConnection, steps: Iterator[Step | Wait]) -> None:
+    async def _converse_closed(self, conn: Connection, steps: Iterator[Step | Wait]) -> None:
+        if conn.sends_now:  # picows: one submit after another from the replies' callbacks
+            loop = ClosedLoop(self, conn, steps)
+            try:
+                await loop.start()
+            except asyncio.CancelledError:
+                loop.cancel()
+                raise
+            return
         for step in steps:
             if self.stopping or conn.closed:
                 return
@@ -236,7 +294,7 @@ class LoadTest:
                 return
 
     async def _converse_open(
-        self, conn: LeanConnection, steps: Iterator[Step | Wait], schedule: list[float]
+        self, conn: Connection, steps: Iterator[Step | Wait], schedule: list[float]
     ) -> None:
         in_flight: set[asyncio.Task[bool]] = set()
         loop = asyncio.get_running_loop()
@@ -264,7 +322,7 @@ class LoadTest:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
-    async def _submit(self, conn: LeanConnection, step: Step, t0: float) -> bool:
+    async def _submit(self, conn: Connection, step: Step, t0: float) -> bool:
         """Run one step; False when the connection is gone."""
         if step.sent is not None:
             step.sent(time.perf_counter())
@@ -276,6 +334,11 @@ class LoadTest:
         except asyncio.CancelledError:
             self._lost(conn, step, "no reply before the drain timeout")
             raise
+        self._answered(conn, step, reply, t0)
+        return True
+
+    def _answered(self, conn: Connection, step: Step, reply: Reply, t0: float) -> None:
+        """Count a step's reply (and check it, with --check)."""
         if step.done is not None:
             step.done(reply)
         if isinstance(reply, Result):
@@ -287,9 +350,16 @@ class LoadTest:
                     self.meter.violation(f"session {conn.session[:8]}: {step.fn}: {problem}")
         else:
             self.meter.error(reply.code)
-        return True
+            if reply.code == Code.UNKNOWN_FN:
+                names = [f["name"] for f in conn.welcome.functions if isinstance(f, dict)]
+                hint = self.scenario is not None and bool(self.scenario.uses)
+                self._fatal(missing_function(step.fn, names, hint))
+            elif self.config.check and self.scenario is not None:
+                problem = self.scenario.judge_error(step, reply)
+                if problem is not None:
+                    self.meter.violation(f"session {conn.session[:8]}: {problem}")
 
-    def _lost(self, conn: LeanConnection, step: Step, why: str) -> None:
+    def _lost(self, conn: Connection, step: Step, why: str) -> None:
         if step.done is not None:
             step.done(None)
         self.meter.error("lost")
@@ -298,7 +368,7 @@ class LoadTest:
                 f"session {conn.session[:8]}: a {step.fn} submit got no reply: {why}"
             )
 
-    async def _wait(self, conn: LeanConnection, wait: Wait) -> bool:
+    async def _wait(self, conn: Connection, wait: Wait) -> bool:
         """Pause for ``wait`` (at most the drain timeout); False when the connection closed."""
         if not wait.ready.is_set():
             ready = asyncio.ensure_future(wait.ready.wait())

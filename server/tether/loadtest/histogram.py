@@ -55,12 +55,18 @@ class Histogram:
         return top << shift, ((top + 1) << shift) - 1
 
     def record(self, value: int) -> None:
-        value = max(value, 0)
-        index = self.bucket(value)
-        self.counts[index] = self.counts.get(index, 0) + 1
-        if self.count == 0 or value < self.min:
+        if value < 0:
+            value = 0
+        shift = value.bit_length() - SUB_BUCKET_BITS - 1  # bucket(), inlined: the hot path
+        index = value if shift <= 0 else (shift << SUB_BUCKET_BITS) + (value >> shift)
+        counts = self.counts
+        counts[index] = counts.get(index, 0) + 1
+        if self.count == 0:
+            self.min = self.max = value
+        elif value < self.min:
             self.min = value
-        self.max = max(self.max, value)
+        elif value > self.max:
+            self.max = value
         self.count += 1
         self.total += value
 

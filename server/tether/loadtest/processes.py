@@ -9,6 +9,7 @@ import queue
 import signal
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from ..server.tuning import loop_factory
@@ -17,6 +18,8 @@ from .driver import LoadTest, Report
 from .histogram import Histogram
 from .progress import Progress
 from .report import Result
+from .scenarios import SCENARIOS
+from .stacks import CUSTOM_STACK, resolve_client
 from .stats import Stats, Tick
 
 __all__ = ["execute", "run_process"]
@@ -51,7 +54,10 @@ def _worker_main(config: Config, proc: int, start_at: float, out: Any) -> None:
 
 
 def execute(config: Config, stream: Any = None) -> Result:
-    """Run a load test as configured; return the merged result."""
+    """Run a load test as configured; return the merged result. ``ValueError`` when
+    ``config.client`` cannot run here (``stacks.resolve_client``)."""
+    stack = resolve_client(config.client) if config.scenario in SCENARIOS else CUSTOM_STACK
+    config = replace(config, client=stack)
     progress = Progress(config, stream if stream is not None else sys.stderr)
     if config.procs == 1:
 

@@ -40,16 +40,23 @@ class Result:
 
     @property
     def failed(self) -> bool:
-        """True when --check found violations, or when no submit succeeded at all."""
-        return (self.config.check and self.stats.violation_count > 0) or self.stats.ok == 0
+        """True when the run was stopped (``stats.fatal``), when --check found violations,
+        or when no submit succeeded at all (with or without --check)."""
+        s = self.stats
+        return s.fatal is not None or (self.config.check and s.violation_count > 0) or s.ok == 0
 
     def to_json(self) -> dict[str, Any]:
         s = self.stats
         return {
             "config": asdict(self.config),
             "mode": "open" if self.config.rate else "closed",
+            # The client stack that generated the load (stacks: picows, aiohttp, websockets).
+            "client": self.config.client,
             "elapsed_s": round(self.elapsed, 3),
             "submits_ok": s.ok,
+            "calls": dict(s.calls),
+            "partials": s.partials,
+            "fatal": s.fatal,
             "throughput": round(self.throughput, 1),
             "latency_ms": s.latency.summary_ms(50, 90, 99),
             "errors": dict(s.errors),
@@ -83,7 +90,8 @@ class Result:
         mode = f"open loop at {c.rate:g} submits/s" if c.rate else "closed loop"
         procs = f"{c.procs} process{'es' if c.procs > 1 else ''}"
         lines = [
-            f"tether loadtest: {c.scenario}, {c.users} users, {c.duration:g} s, {mode}, {procs}",
+            f"tether loadtest: {c.scenario}, {c.users} users, {c.duration:g} s, {mode}, {procs}, "
+            f"client {c.client}",
             "",
             f"{'':10}{'count':>9}{'per s':>10}{'p50 ms':>10}{'p90 ms':>10}"
             f"{'p99 ms':>10}{'max ms':>10}",
@@ -101,6 +109,14 @@ class Result:
             )
             lines.append(f"{'events':10}{s.events:>9}{s.events / self.elapsed:>10.1f}{timed}")
         lines.append("")
+        if s.calls:
+            total = sum(s.calls.values())
+            lines.append(
+                "results by function: "
+                + ", ".join(f"{fn} {n} ({n / total:.0%})" for fn, n in s.calls.most_common())
+            )
+        if s.partials:
+            lines.append(f"partials: {s.partials} streamed before their results")
         if s.event_latency.count:
             lines.append(
                 f"events: topic events received; latency from a say's submit to its event, "
@@ -129,6 +145,8 @@ class Result:
         elif s.violation_count:
             lines.append(f"protocol violations: {s.violation_count}")
             lines.extend(f"  - {v}" for v in s.violations[:10])
-        if s.ok == 0:
+        if s.fatal is not None:
+            lines.append(f"stopped: {s.fatal}")
+        elif s.ok == 0:
             lines.append("no submit succeeded")
         return "\n".join(lines)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
@@ -19,7 +20,18 @@ from typing import Any, ClassVar, Final
 from ..protocol import Error, Result, ServerMessage
 from .histogram import Histogram
 
-__all__ = ["DEFAULT_TURNS", "Check", "Options", "Scenario", "ScenarioError", "Step", "Wait"]
+__all__ = [
+    "DEFAULT_TURNS",
+    "Check",
+    "Function",
+    "Options",
+    "Scenario",
+    "ScenarioError",
+    "Step",
+    "Wait",
+    "functions_of",
+    "missing_function",
+]
 
 DEFAULT_TURNS: Final = 10
 
@@ -27,11 +39,19 @@ Check = Callable[[list[Any]], "str | None"]
 """Judges a result's data: ``None`` when it is right, else what is wrong."""
 
 
+def missing_function(fn: str, names: list[str], hint: bool = True) -> str:
+    """The one line that stops a run calling a function the server does not have
+    (``hint``: suggest the scenario that calls whatever the server has)."""
+    have = ", ".join(names) if names else "no functions"
+    line = f"the server has no function {fn!r} (it has: {have})"
+    return line + ("; --scenario auto calls the app's own" if hint else "")
+
+
 class ScenarioError(Exception):
     """The scenario given cannot be used."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs 1-2 µs per submit
 class Step:
     """One submit of a scenario: call ``fn`` with ``data``; ``check`` judges the result's data.
 
@@ -65,6 +85,28 @@ class Wait:
 
 
 @dataclass(frozen=True, slots=True)
+class Function:
+    """One function of the welcome: its name and public components."""
+
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def functions_of(listed: list[dict[str, Any]]) -> tuple[Function, ...]:
+    """The welcome's ``functions``, as ``Function`` s."""
+    return tuple(
+        Function(
+            str(f.get("name")),
+            tuple(str(c) for c in f.get("inputs", ())),
+            tuple(str(c) for c in f.get("outputs", ())),
+        )
+        for f in listed
+        if isinstance(f, dict) and isinstance(f.get("name"), str)
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Options:
     """What a scenario may be configured with from the command line."""
 
@@ -73,6 +115,8 @@ class Options:
     check: bool = False
     # Tells this run's rooms (and the messages in them) from any other run's.
     run_id: str = "run"
+    # auto: (function, weight) pairs; empty: every function alike.
+    mix: tuple[tuple[str, float], ...] = ()
 
 
 class Scenario:
@@ -84,14 +128,35 @@ class Scenario:
     ends, and then starts the next one. Messages that answer no submit (topic
     events, ``Subscribed``, ``Queued``...) go to ``on_frame``, which may return
     a violation. ``event_latency`` holds the delivery latencies (µs) of topic
-    events the scenario can time; the driver adds them to the results.
+    events the scenario can time; the driver adds them to the results, and
+    ``calls`` the results it counted per function (the auto scenario's).
+
+    Before any user starts, the driver gives ``bind`` the functions the
+    server's welcome lists; a scenario that cannot run against them says why
+    (by default: when the server lacks one of ``uses``), and the run stops.
+    ``judge_error`` judges, with ``--check``, an error answering a step.
     """
 
     name: ClassVar[str]
+    uses: ClassVar[tuple[str, ...]] = ()
+    """The functions the scenario calls (the auto scenario: whatever the server has)."""
 
     def __init__(self, options: Options) -> None:
         self.options = options
         self.event_latency = Histogram()
+        self.calls: Counter[str] = Counter()
+
+    def bind(self, functions: tuple[Function, ...]) -> str | None:
+        """Ready the scenario for a server with ``functions``; else what stops it."""
+        names = [f.name for f in functions]
+        for fn in self.uses:
+            if fn not in names:
+                return missing_function(fn, names)
+        return None
+
+    def judge_error(self, step: Step, reply: Error) -> str | None:
+        """With ``--check``: ``None`` when ``reply`` is a right answer to ``step``."""
+        return None
 
     def conversation(self, user: int, number: int, rng: random.Random) -> Iterator[Step | Wait]:
         raise NotImplementedError

@@ -95,6 +95,9 @@ def _welcome(o: dict[str, Any]) -> Welcome:
         deltas=bool(o.get("deltas")),
         resume=o.get("resume"),
         resumed=bool(o.get("resumed")),
+        title=o["title"] if type(o.get("title")) is str else None,
+        topic_info=o["topic_info"] if type(o.get("topic_info")) is dict else {},
+        widgets=o["widgets"] if type(o.get("widgets")) is list else [],
     )
 
 

@@ -10,7 +10,7 @@ from typing import Final
 
 __all__ = ["DELTA_COMPONENTS", "PROTOCOL_VERSION", "Close", "Code"]
 
-PROTOCOL_VERSION: Final = 8
+PROTOCOL_VERSION: Final = 9
 """The version of protocol.md this package speaks (the welcome's ``protocol``)."""
 
 DELTA_COMPONENTS: Final = frozenset({"chatbot"})

@@ -9,7 +9,11 @@ never by the shape of a value: a ``json`` output may well return
 ``{"keep": 0, "append": [1]}``.
 
 The encoder keeps, per (function, output), the encoded items last sent, so it
-finds the common prefix even when user code mutated the list in place.
+finds the common prefix even when user code mutated the list in place. That
+comparison encodes every item: O(n) per turn. When the value is the same list
+as last time and can say what changed in it since (a journaled state list,
+app/journal.py: ``delta_since(clock)`` gives the lowest index that may differ,
+or None), only the items from there on are encoded: O(1) per chat turn.
 """
 
 from __future__ import annotations
@@ -27,26 +31,58 @@ from .server import encode_partial, encode_result
 __all__ = ["DeltaDecoder", "DeltaEncoder", "encode_outputs"]
 
 
+class _Sent:
+    """What one output last sent: its items' encodings, the list itself and when."""
+
+    __slots__ = ("clock", "items", "value")
+
+    def __init__(self, items: list[bytes], value: Any, clock: int | None) -> None:
+        self.items = items
+        self.value = value
+        self.clock = clock
+
+
 class DeltaEncoder:
     """Server side, one per connection that opted in."""
 
     __slots__ = ("_sent",)
 
     def __init__(self) -> None:
-        self._sent: dict[tuple[str, int], list[bytes]] = {}
+        self._sent: dict[tuple[str, int], _Sent] = {}
 
-    def prepare(self, fn: str, index: int, value: list[Any]) -> tuple[dict[str, Any], list[bytes]]:
+    def prepare(self, fn: str, index: int, value: list[Any]) -> tuple[dict[str, Any], Any]:
         """The delta for ``value``, and what to ``commit`` once it is really sent."""
+        previous = self._sent.get((fn, index))
+        since = getattr(value, "delta_since", None)
+        clock = value.delta_clock() if since is not None else None  # type: ignore[attr-defined]
+        if previous is not None and since is not None and previous.value is value:
+            low = since(previous.clock)
+            if low is not None:
+                start = keep = min(low, len(previous.items))
+                tail = [orjson.dumps(item) for item in value[start:]]
+                old = previous.items
+                limit = min(len(old), len(value))
+                while keep < limit and old[keep] == tail[keep - start]:
+                    keep += 1  # changed back (a rollback), or changed to what it was
+                pending = (start, tail, value, clock)
+                return {"keep": keep, "append": value[keep:]}, pending
         items = [orjson.dumps(item) for item in value]
-        previous = self._sent.get((fn, index), [])
+        old = previous.items if previous is not None else []
         keep = 0
-        limit = min(len(previous), len(items))
-        while keep < limit and previous[keep] == items[keep]:
+        limit = min(len(old), len(items))
+        while keep < limit and old[keep] == items[keep]:
             keep += 1
-        return {"keep": keep, "append": value[keep:]}, items
+        return {"keep": keep, "append": value[keep:]}, (0, items, value, clock)
 
-    def commit(self, fn: str, index: int, items: list[bytes]) -> None:
-        self._sent[(fn, index)] = items
+    def commit(self, fn: str, index: int, pending: Any) -> None:
+        start, tail, value, clock = pending
+        previous = self._sent.get((fn, index))
+        if start and previous is not None:
+            del previous.items[start:]
+            previous.items.extend(tail)
+            previous.clock = clock
+        else:
+            self._sent[(fn, index)] = _Sent(tail, value if clock is not None else None, clock)
 
 
 def encode_outputs(

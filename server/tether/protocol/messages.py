@@ -91,6 +91,10 @@ class Welcome:
     deltas: bool = False
     resume: str | None = None
     resumed: bool = False
+    # Protocol 9: what the app declares for clients to show (protocol.md, "welcome").
+    title: str | None = None
+    topic_info: dict[str, dict[str, str]] = field(default_factory=dict)
+    widgets: list[dict[str, Any]] = field(default_factory=list)
 
     def outputs(self) -> dict[str, list[str]]:
         """Each function's public output components, by name (what deltas are keyed by)."""

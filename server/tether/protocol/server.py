@@ -222,7 +222,11 @@ def json_kind(value: Any) -> str:
 
 
 def encode_welcome(session: str, functions: list[dict[str, Any]], **extra: Any) -> bytes:
-    """The first frame of every connection: who you are and what you can call."""
+    """The first frame of every connection: who you are and what you can call.
+
+    ``extra`` holds the other fields of protocol.md's welcome: ``topics``, ``deltas``,
+    ``resume``, ``resumed``, and since protocol 9 the app's ``title``, ``topic_info``
+    and ``widgets`` (``App.welcome_fields``)."""
     return orjson.dumps(
         {
             "type": "welcome",

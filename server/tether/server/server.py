@@ -112,7 +112,17 @@ class Server:
             self.bridge = RedisBridge(
                 settings.store, namespace, self.hub, retained_ttl=settings.retained_ttl
             )
-            await self.bridge.start()
+            reachable = await _reachable(backend)
+            if not reachable:
+                # Said at once, not after the bridge's wait: nothing is there to wait for.
+                log.warning(
+                    "the store at %s is unreachable; serving anyway and retrying in the "
+                    "background. Until it answers, /readyz answers 503 "
+                    '{"status": "unavailable", "store": "unavailable", "topics": "reconnecting"} '
+                    "and submits that use app.store get store_unavailable",
+                    _redacted(settings.store),
+                )
+            await self.bridge.start(wait=5.0 if reachable else 0.0)
         self.runtime = Runtime(loop, backend, self.hub.publish, self.hub.forget)
         self.app.attach(self.runtime)
         self.parked = ParkedSessions(settings, backend.sessions)
@@ -201,6 +211,27 @@ class Server:
             await self._own_backend.close()
 
 
+_PING_TIMEOUT = 3.0  # seconds a shared store has to answer the startup ping
+
+
+async def _reachable(backend: StoreBackend) -> bool:
+    """Whether a shared store answers a ping within ``_PING_TIMEOUT`` seconds."""
+    try:
+        async with asyncio.timeout(_PING_TIMEOUT):
+            return await backend.ping()
+    except TimeoutError:
+        return False
+
+
+def _redacted(url: str) -> str:
+    """A store URL fit for a log: without its password."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{hostpart}"
+
+
 async def serve(
     app: App,
     host: str = "127.0.0.1",
@@ -262,11 +293,20 @@ async def serve(
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+        if announce:
+            running = sum(len(s.tasks) for s in server.sessions.values())
+            print(
+                f"tether stopping: {len(server.sessions)} session(s) open, {running} submit(s) "
+                f"running (given up to {settings.shutdown_timeout:g} s to finish)",
+                flush=True,
+            )
         # Stop listening, drain while every connection is still read, then let
         # aiohttp shut down (its pre-shutdown stops reading: nothing is left to read).
         await site.stop()
         await server.drain()
         await runner.cleanup()
+        if announce:
+            print(f"tether stopped (pid {os.getpid()})", flush=True)
 
 
 def _bound_port(site: web.TCPSite) -> int | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
@@ -170,19 +170,11 @@ async def _open(
         if resumed and parked.shared:
             # Held under its new token before the client learns that token.
             await parked.saved(session, record)
-        topics = server.app.topics
+        extra: dict[str, Any] = {**server.app.welcome_fields(), "deltas": deltas}
         if settings.resume_grace > 0:
-            welcome = encode_welcome(
-                session.id,
-                server.manifest,
-                topics=topics,
-                deltas=deltas,
-                resume=session.resume_token,
-                resumed=resumed,
-            )
-        else:
-            welcome = encode_welcome(session.id, server.manifest, topics=topics, deltas=deltas)
-        conn.send(welcome)
+            extra["resume"] = session.resume_token
+            extra["resumed"] = resumed
+        conn.send(encode_welcome(session.id, server.manifest, **extra))
         if record is not None:
             load_record(session, server.app, record)
     except BaseException:

@@ -112,9 +112,10 @@ def _check_numbers(value: Any) -> None:
     while stack:
         item = stack.pop()
         kind = type(item)
-        if kind is dict:
+        # isinstance: a session's journaled state (list and dict subclasses) may be stored.
+        if isinstance(item, dict):
             stack.extend(item.values())
-        elif kind is list or kind is tuple:
+        elif isinstance(item, (list, tuple)):
             stack.extend(item)
         elif isinstance(item, float):
             if not math.isfinite(item):

@@ -1,5 +1,7 @@
-"""The built-in scenarios, which drive the demo (``tether demo``), by ``--scenario`` name.
+"""The built-in scenarios, by ``--scenario`` name: ``auto`` drives any app's own functions,
+the others the demo (``tether demo``).
 
+- ``auto`` (the default): the functions the server's welcome lists, by ``--mix``;
 - ``chat``: conversations of ``--turns`` messages with the chatbot;
 - ``score``: scores for the shared leaderboard;
 - ``rooms``: users spread over ``--rooms`` chat rooms, checking that every
@@ -9,13 +11,22 @@
 from __future__ import annotations
 
 from ..scenario import Scenario
+from .auto import AutoScenario
 from .chat import ChatScenario
 from .rooms import RoomsScenario, default_rooms
 from .score import ScoreScenario
 
-__all__ = ["SCENARIOS", "ChatScenario", "RoomsScenario", "ScoreScenario", "default_rooms"]
+__all__ = [
+    "SCENARIOS",
+    "AutoScenario",
+    "ChatScenario",
+    "RoomsScenario",
+    "ScoreScenario",
+    "default_rooms",
+]
 
 SCENARIOS: dict[str, type[Scenario]] = {
+    "auto": AutoScenario,
     "chat": ChatScenario,
     "score": ScoreScenario,
     "rooms": RoomsScenario,

@@ -62,6 +62,7 @@ class RoomsScenario(Scenario):
     """
 
     name = "rooms"
+    uses = ("join_room", "say", "leave_room")
 
     def __init__(self, options: Options) -> None:
         super().__init__(options)

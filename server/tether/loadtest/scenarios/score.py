@@ -33,6 +33,7 @@ class ScoreScenario(Scenario):
     """
 
     name = "score"
+    uses = ("track_score",)
 
     def conversation(self, user: int, number: int, rng: random.Random) -> Iterator[Step | Wait]:
         while True:
