@@ -213,3 +213,99 @@ def test_on_a_cluster_changes_during_the_fetch_are_held_back_and_the_newest_is_c
     flags = [(e["seq"], e.get("current", False)) for e in early]
     assert flags == [(5, True), (6, False), (7, False)]
     assert [(e["seq"], e.get("current", False)) for e in late] == [(6, True), (7, False)]
+
+
+# -- delivery: no copy of the subscribers, changes during a delivery ------------------
+
+
+class Reacting(Inbox):
+    """A subscriber whose send runs ``react`` (a send that closes a connection,
+    unsubscribes or subscribes someone, as a slow consumer's close may)."""
+
+    def __init__(self, react: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.react = react
+
+    def send(self, frame: bytes) -> None:
+        super().send(frame)
+        if self.react is not None:
+            react, self.react = self.react, None
+            react()
+
+
+def test_delivery_goes_to_every_subscriber_once_in_the_order_they_subscribed(loop):
+    hub = Hub()
+    hub.bind(loop)
+    order: list[int] = []
+    inboxes = [Reacting() for _ in range(50)]
+    for i, inbox in enumerate(inboxes):
+        inbox.react = lambda i=i: order.append(i)
+        hub.subscribe(inbox, "t")
+    assert hub.deliver("t", b"frame") == 50
+    assert order == list(range(50))
+    assert all(inbox.frames == [b"frame"] for inbox in inboxes)
+
+
+def test_unsubscribing_during_a_delivery_neither_breaks_it_nor_skips_anyone(loop):
+    hub = Hub()
+    hub.bind(loop)
+    rest = [Inbox() for _ in range(10)]
+    first = Reacting()
+    # The first subscriber's send unsubscribes itself and the last one, then a newcomer
+    # subscribes: the delivery under way goes on over the subscribers it started with.
+    newcomer = Inbox()
+
+    def react() -> None:
+        hub.unsubscribe(first, "t")
+        hub.unsubscribe(rest[-1], "t")
+        hub.subscribe(newcomer, "t")
+
+    first.react = react
+    hub.subscribe(first, "t")
+    for inbox in rest:
+        hub.subscribe(inbox, "t")
+    assert hub.deliver("t", b"one") == 11
+    assert first.frames == [b"one"] and all(inbox.frames == [b"one"] for inbox in rest)
+    assert newcomer.frames == []
+    # The next delivery sees the changes.
+    hub.deliver("t", b"two")
+    assert first.frames == [b"one"] and rest[-1].frames == [b"one"]
+    assert newcomer.frames == [b"two"] and all(i.frames[-1] == b"two" for i in rest[:-1])
+    assert "t" not in first.topics and "t" in newcomer.topics
+
+
+def test_the_last_subscriber_leaving_during_a_delivery_removes_the_topic(loop):
+    hub = Hub()
+    hub.bind(loop)
+    only = Reacting(lambda: hub.drop(only))
+    hub.subscribe(only, "t")
+    assert hub.deliver("t", b"x") == 1
+    assert hub.topic_count() == 0 and only.topics == {}
+    assert hub.deliver("t", b"y") == 0
+
+
+def test_a_delivery_inside_a_delivery_of_the_same_topic(loop):
+    hub = Hub()
+    hub.bind(loop)
+    b = Inbox()
+    a = Reacting(lambda: hub.deliver("t", b"inner"))
+    hub.subscribe(a, "t")
+    hub.subscribe(b, "t")
+    hub.deliver("t", b"outer")
+    assert a.frames == [b"outer", b"inner"]
+    assert b.frames == [b"inner", b"outer"]
+    hub.unsubscribe(b, "t")  # no delivery under way any more: changed in place
+    assert hub.deliver("t", b"after") == 1
+
+
+def test_subscribing_replaces_an_empty_topics_default_with_a_dict_of_its_own(loop):
+    from tether.core.hub import NO_ENTRIES
+
+    hub = Hub()
+    hub.bind(loop)
+    one, two = Inbox(), Inbox()
+    one.topics = two.topics = NO_ENTRIES  # what a new session starts with
+    hub.subscribe(one, "a")
+    hub.unsubscribe(two, "a")  # not subscribed: nothing to change
+    assert one.topics == {"a": None} and one.topics is not NO_ENTRIES
+    assert two.topics is NO_ENTRIES and len(NO_ENTRIES) == 0

@@ -132,3 +132,15 @@ async def test_a_submit_the_sessions_end_cancels_before_it_ran_still_gets_shutti
     await h.session.close()
     answer = await h.answer(1)
     assert (answer["type"], answer.get("code")) == ("error", "shutting_down")
+
+
+def test_the_shared_empty_default_refuses_entries():
+    from tether.core.hub import NO_ENTRIES
+
+    with pytest.raises(TypeError):
+        NO_ENTRIES["x"] = None
+    with pytest.raises(TypeError):
+        NO_ENTRIES.setdefault("x")
+    with pytest.raises(TypeError):
+        NO_ENTRIES.update(x=None)
+    assert NO_ENTRIES.pop("x", None) is None and "x" not in NO_ENTRIES and not NO_ENTRIES

@@ -391,7 +391,7 @@ async def test_a_subscriber_that_stops_reading_is_closed_and_memory_stays_bounde
                 await asyncio.sleep(0.001)  # a pace the reading client keeps up with
             wait_until(lambda: session_id not in srv.call(lambda: set(srv.server.sessions)))
             conns = srv.call(lambda: list(srv.server.connections.values()))
-            assert all(c._bytes <= (1 << 20) for c in conns)
+            assert all(c.queued_bytes <= (1 << 20) for c in conns)
             await reader.ping()  # the reader is still served
         stalled_close = await asyncio.wait_for(_drain_until_close(stalled), 30)
         assert stalled_close == 4008

@@ -43,7 +43,7 @@ from ..settings import Settings
 from .admission import FloodControl, message_cost
 from .execution import Executor
 from .gates import Gate
-from .hub import Hub
+from .hub import NO_ENTRIES, Hub
 from .metrics import Metrics
 from .ordering import SlotOrder, Turn
 from .resume import ResultLog
@@ -141,10 +141,10 @@ class Session:
         # Each slot's size as last measured, for the state budget (execution.py).
         self.state_bytes: dict[State, int] = {}
         self.tasks: dict[SubmitId, asyncio.Task[None]] = {}
-        # (Per-session memory: dicts as ordered sets, smaller than empty sets; the
-        # slot order and the result log are made when first needed.)
-        self._cancelling: dict[SubmitId, None] = {}
-        self.topics: dict[str, None] = {}
+        # (Per-session memory: dicts as ordered sets; cancels and topics start as one shared
+        # empty dict, replaced when first written; the rest is made when first needed.)
+        self._cancelling: dict[SubmitId, None] = NO_ENTRIES
+        self.topics: dict[str, None] = NO_ENTRIES
         self._order: SlotOrder | None = None
         self.results: ResultLog | None = None
         # Called with every finished submit's final frame instead of sending it (a
@@ -347,6 +347,7 @@ class Session:
         task = self.tasks.get(id)
         if task is None or id in self._cancelling:
             return
+        self._cancelling = self._cancelling or {}  # (its own, not the shared NO_ENTRIES)
         self._cancelling[id] = None
         # Not task.cancel() at once: a task cancelled before its first step never
         # enters _run, so its submit would get no answer and keep its state slots.

@@ -34,6 +34,11 @@ _LEN2 = struct.Struct("!BBH").pack
 _LEN3 = struct.Struct("!BBQ").pack
 
 
+# The last small frame written straight and its wire bytes (header and payload): a
+# published event goes to every subscriber as the same bytes object, framed once.
+_last: tuple[bytes | None, bytes] = (None, b"")
+
+
 def _frame_header(length: int) -> bytes:
     """The header of an unmasked, final text frame of ``length`` bytes."""
     if length < 126:
@@ -41,6 +46,16 @@ def _frame_header(length: int) -> bytes:
     if length < 65536:
         return _LEN2(0x81, 126, length)
     return _LEN3(0x81, 127, length)
+
+
+class _Queue(deque[bytes]):
+    """Frames waiting for a peer that is behind, and their bytes."""
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
 
 
 class Connection:
@@ -59,20 +74,18 @@ class Connection:
     the connection is closed with 4008 (slow consumer).
     """
 
+    # Slots, and nothing an idle connection does not need: one per connection, so its
+    # size is per-session memory (the queue, with its byte count, only when behind).
     __slots__ = (
-        "_bytes",
-        "_close_timeout",
         "_closer",
-        "_direct",
-        "_max_bytes",
-        "_max_messages",
+        "_out",
         "_queue",
+        "_settings",
         "_transport",
         "_writer",
         "closed",
         "closed_by_server",
         "dead",
-        "guard",
         "heard_at",
         "metrics",
         "ping_at",
@@ -89,56 +102,81 @@ class Connection:
     ) -> None:
         self.ws = ws
         self._transport = transport
-        # Compressed frames carry compressor state: they must go through aiohttp.
-        self._direct = transport is not None and not settings.compression
-        self._close_timeout = settings.close_timeout
-        self._max_messages = settings.send_queue_messages
-        self._max_bytes = settings.send_queue_bytes
-        self._queue: deque[bytes] | None = None  # made when first needed (it is 600 bytes)
-        self._bytes = 0
+        # Where frames are written straight (None: never; compressed frames carry
+        # compressor state, they must go through aiohttp).
+        self._out = None if settings.compression else transport
+        self._settings = settings  # the queue's limits and the close timeout
+        self._queue: _Queue | None = None  # made when first needed (it is 600 bytes)
         self._closer: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self.requested_close: tuple[int, str] | None = None
         self.closed_by_server = False
         self.closed = False
-        # Keepalive (see keepalive.py): when a pong last came, when the
-        # unanswered ping went out (0: none), and whether the peer was given up.
+        # Keepalive (see keepalive.py): when a pong last came (0: none yet; the
+        # sweep counts the session's last message too), when the unanswered ping
+        # went out (0: none), and whether the peer was given up.
         self.metrics = metrics
-        self.heard_at = asyncio.get_running_loop().time()
+        self.heard_at = 0.0
         self.ping_at = 0.0
         self.dead = False
-        # The incoming side's frame guard (frames.py), for the sweep's message timeout.
-        self.guard: FrameGuard | None = None
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the frames waiting in the send queue (0 while the peer keeps up)."""
+        return 0 if self._queue is None else self._queue.bytes
+
+    @property
+    def guard(self) -> FrameGuard | None:
+        """The incoming side's frame guard (frames.py), for the sweep's message timeout."""
+        guard: FrameGuard | None = getattr(self.ws, "guard", None)
+        return guard
 
     def send(self, frame: bytes) -> None:
-        if self.closed:
-            return
-        transport = self._transport
+        # The hot path of a fan-out: one call per subscriber, so as little as it can be.
+        global _last
+        out = self._out
         if (
-            self._direct
+            out is not None
             and not self._queue
-            and transport is not None
-            and transport.get_write_buffer_size() <= _DIRECT_LIMIT
+            and not self.closed
+            and out.get_write_buffer_size() <= _DIRECT_LIMIT
         ):
-            if self.ws.closed or transport.is_closing():
+            # (ws._closed, not the property ws.closed: a function call per frame.)
+            if self.ws._closed or out.is_closing():
                 self.closed = True  # the read loop sees the end and ends the session
                 return
-            if len(frame) < _COPY_LIMIT:
-                transport.write(_frame_header(len(frame)) + frame)
+            last = _last
+            if last[0] is frame:  # the same event, to the next subscriber
+                out.write(last[1])
+                return
+            size = len(frame)
+            if size < _COPY_LIMIT:
+                wire = _frame_header(size) + frame
+                _last = (frame, wire)  # one assignment: atomic for other threads' loops
+                out.write(wire)
             else:  # not worth a copy of the frame
-                transport.writelines((_frame_header(len(frame)), frame))
+                out.writelines((_frame_header(size), frame))
+            return
+        self._enqueue(frame)
+
+    def _enqueue(self, frame: bytes) -> None:
+        if self.closed:
             return
         queue = self._queue
         if queue is None:
-            queue = self._queue = deque()
-        if len(queue) >= self._max_messages or self._bytes + len(frame) > self._max_bytes:
+            queue = self._queue = _Queue()
+        settings = self._settings
+        if (
+            len(queue) >= settings.send_queue_messages
+            or queue.bytes + len(frame) > settings.send_queue_bytes
+        ):
             log.warning("closing a slow consumer: its send queue is full")
             if self.metrics is not None:
                 self.metrics.closed["slow_consumer"] += 1
             self.abort(Close.SLOW_CONSUMER, "send queue full")
             return
         queue.append(frame)
-        self._bytes += len(frame)
+        queue.bytes += len(frame)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
@@ -151,7 +189,7 @@ class Connection:
                 frame = queue.popleft()
                 if not frame:
                     return  # the close sentinel
-                self._bytes -= len(frame)
+                queue.bytes -= len(frame)
                 await ws.send_frame(frame, WSMsgType.TEXT)
                 # Do not keep the last frame alive while waiting.
                 del frame
@@ -184,12 +222,16 @@ class Connection:
         if self.requested_close is None:
             self.requested_close = (code, reason)
 
+    # Calling the connection asks it to close: what a session is given to close its
+    # connection (an attribute of the session's, and a bound method would be one
+    # more object per connection).
+    __call__ = request_close
+
     def stop_writer(self) -> None:
         """The socket is gone: stop the writer task and drop what is queued."""
         if self._writer is not None:
             self._writer.cancel()
         self._queue = None
-        self._bytes = 0
 
     def abort(self, code: int, reason: str) -> None:
         """Close now, dropping whatever is queued."""
@@ -215,7 +257,7 @@ class Connection:
         try:
             await asyncio.wait_for(
                 self.ws.close(code=code, message=reason.encode(), drain=False),
-                self._close_timeout + 1,
+                self._settings.close_timeout + 1,
             )
             answered = self.ws.close_code == code or self.ws.close_code == 1000
         except Exception as exc:

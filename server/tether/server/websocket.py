@@ -40,98 +40,28 @@ _HELD = encode_error(
 
 
 async def handle(server: Server, request: web.Request) -> web.StreamResponse:
-    """The handler of ``GET /ws``."""
-    identity = await admit(server, request)
-    settings = server.settings
-    address = request.remote or ""
+    """The handler of ``GET /ws``.
+
+    Its coroutine lives as long as the connection, and so does everything its frame
+    holds: the setup (``_open``) and the end (``_end``) run in coroutines of their own,
+    so that this one keeps only the read loop's few locals.
+    """
     ws = GuardedResponse(
-        settings,
+        server.settings,
         server.incomplete,
-        max_msg_size=settings.max_message_size,
-        compress=settings.compression,
-        timeout=settings.close_timeout,
+        max_msg_size=server.settings.max_message_size,
+        compress=server.settings.compression,
+        timeout=server.settings.close_timeout,
         # Pings and pongs are ours (keepalive.py): one sweep for every connection
         # instead of a timer per connection reset per message.
         autoping=False,
     )
-    server.counter.add(address)
-    try:
-        await ws.prepare(request)
-    except ConnectionError as exc:
-        # The client went away during the handshake: nothing to serve, and
-        # nothing worth a traceback.
-        server.counter.remove(address)
-        log.debug("a client left during the handshake: %r", exc)
+    opened = await _open(server, request, ws)
+    if opened is None:
         return ws
-    except BaseException:
-        server.counter.remove(address)
-        raise
-    server.handshakes.upgraded(request.protocol)
-    task = asyncio.current_task()
-    assert task is not None
-    server.handlers.add(task)
-    conn = Connection(ws, settings, request.transport, server.metrics)
-    conn.guard = ws.guard
-    # (request.query is a parsed copy kept as long as the request: only if needed.)
-    query = request.query if "?" in request.raw_path else _NO_QUERY
-    deltas = query.get("deltas", "") in ("1", "true")
-    # The token comes in the first message (?resuming=1), out of access logs
-    # (protocol 6's ?resume=<token> is gone since protocol 8).
-    token = ""
-    resuming = query.get("resuming", "") == "1" and settings.resume_grace > 0
-    del query
-    parked = server.parked
+    conn, session = opened
+    del opened
     try:
-        if resuming:
-            token = await _resume_message(ws, settings.handshake_timeout)
-        session, record = await parked.find(token)
-    except SessionHeld:
-        # One connection holds a session: a resume while it is connected is refused.
-        # Held here? Ping its connection now: a dead one is found in pong_timeout.
-        holder = parked.holder(token)
-        held_by = server.connections.get(holder.id) if holder is not None else None
-        if held_by is not None and not held_by.ping_at:
-            held_by.ping(asyncio.get_running_loop().time())
-        conn.send(_HELD)
-        await conn.flush_and_close(Close.TRY_AGAIN_LATER, "session held", settings.close_timeout)
-        server.counter.remove(address)
-        conn.closed = True
-        conn.stop_writer()
-        await conn.wait_closed(settings.close_timeout + 2)
-        server.handlers.discard(task)
-        return ws
-    resumed = session is not None
-    if session is not None:
-        session.attach(conn.send, deltas=deltas, close=conn.request_close)
-    else:
-        session = Session(
-            server.services,
-            conn.send,
-            deltas=deltas,
-            client=request.remote,
-            identity=identity,
-            close=conn.request_close,
-            id=record.get("id") if record else None,
-        )
-        resumed = record is not None
-    if settings.resume_grace > 0:
-        parked.hold(session)
-    server.sessions[session.id] = session
-    server.connections[session.id] = conn
-    try:
-        extra: dict[str, Any] = {**server.app.welcome_fields(), "deltas": deltas}
-        if settings.resume_grace > 0:
-            extra["resume"] = session.resume_token
-            extra["resumed"] = resumed
-        if resumed and parked.shared:
-            # Held under its new token before the client learns that token.
-            await parked.saved(session, record)
-        conn.send(encode_welcome(session.id, server.manifest, **extra))
-        # What lives in this frame lives as long as the connection.
-        del extra, token
-        if record is not None:
-            load_record(session, server.app, record)
-            record = None
         loop = asyncio.get_running_loop()
         # The read loop, inline: a helper coroutine would be one more frame per
         # idle connection (and so is ``async for``'s __anext__).
@@ -158,30 +88,127 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
             # Closing from this task (no receive pending) lets aiohttp wait for
             # the client's close reply, reading what it still sends, instead of
             # closing the socket under unread data (a TCP reset loses the frame).
-            await conn.flush_and_close(*conn.requested_close, settings.close_timeout)
+            await conn.flush_and_close(*conn.requested_close, server.settings.close_timeout)
     finally:
-        if ws.guard is not None:
-            ws.guard.release()
-            if ws.guard.failed:
-                # Closed for breaking the protocol (1002, 1007, 1008, 1009; frames.py): the
-                # session ends; resuming it would only replay the fault.
-                conn.closed_by_server = True
-        server.sessions.pop(session.id, None)
-        server.connections.pop(session.id, None)
+        await _end(server, request, ws, conn, session)
+    return ws
+
+
+async def _open(
+    server: Server, request: web.Request, ws: GuardedResponse
+) -> tuple[Connection, Session] | None:
+    """Admission, the upgrade, the session (new or resumed) and the welcome; None when
+    the connection ended on the way (then nothing of it is left to clean up)."""
+    identity = await admit(server, request)
+    settings = server.settings
+    address = request.remote or ""
+    server.counter.add(address)
+    try:
+        await ws.prepare(request)
+    except ConnectionError as exc:
+        # The client went away during the handshake: nothing to serve, and
+        # nothing worth a traceback.
+        server.counter.remove(address)
+        log.debug("a client left during the handshake: %r", exc)
+        return None
+    except BaseException:
+        server.counter.remove(address)
+        raise
+    server.handshakes.upgraded(request.protocol)
+    task = asyncio.current_task()
+    assert task is not None
+    server.handlers.add(task)
+    conn = Connection(ws, settings, request.transport, server.metrics)
+    # (request.query is a parsed copy kept as long as the request, and request.raw_path
+    # one more entry in the request's cache: only the query's presence is looked at.)
+    query = request.query if "?" in request._message.path else _NO_QUERY
+    deltas = query.get("deltas", "") in ("1", "true")
+    # The token comes in the first message (?resuming=1), out of access logs
+    # (protocol 6's ?resume=<token> is gone since protocol 8).
+    token = ""
+    resuming = query.get("resuming", "") == "1" and settings.resume_grace > 0
+    del query
+    parked = server.parked
+    try:
+        if resuming:
+            token = await _resume_message(ws, settings.handshake_timeout)
+        session, record = await parked.find(token)
+    except SessionHeld:
+        # One connection holds a session: a resume while it is connected is refused.
+        # Held here? Ping its connection now: a dead one is found in pong_timeout.
+        holder = parked.holder(token)
+        held_by = server.connections.get(holder.id) if holder is not None else None
+        if held_by is not None and not held_by.ping_at:
+            held_by.ping(asyncio.get_running_loop().time())
+        conn.send(_HELD)
+        await conn.flush_and_close(Close.TRY_AGAIN_LATER, "session held", settings.close_timeout)
         server.counter.remove(address)
         conn.closed = True
         conn.stop_writer()
-        if _should_park(server, ws, conn):
-            parked.park(session)
-        else:
-            parked.release(session)
-            await session.close()
-            if session.on_commit is not None:
-                parked.forget(session.resume_token)
-        # A close handshake we started must finish before aiohttp drops the socket.
         await conn.wait_closed(settings.close_timeout + 2)
         server.handlers.discard(task)
-    return ws
+        return None
+    resumed = session is not None
+    if session is not None:
+        session.attach(conn.send, deltas=deltas, close=conn)
+    else:
+        session = Session(
+            server.services,
+            conn.send,
+            deltas=deltas,
+            client=address or None,
+            identity=identity,
+            close=conn,  # (a Connection called is a close request: no bound method kept)
+            id=record.get("id") if record else None,
+        )
+        resumed = record is not None
+    if settings.resume_grace > 0:
+        parked.hold(session)
+    server.sessions[session.id] = session
+    server.connections[session.id] = conn
+    try:
+        if resumed and parked.shared:
+            # Held under its new token before the client learns that token.
+            await parked.saved(session, record)
+        extra: dict[str, Any] = {**server.app.welcome_fields(), "deltas": deltas}
+        if settings.resume_grace > 0:
+            extra["resume"] = session.resume_token
+            extra["resumed"] = resumed
+        conn.send(encode_welcome(session.id, server.manifest, **extra))
+        if record is not None:
+            load_record(session, server.app, record)
+    except BaseException:
+        await _end(server, request, ws, conn, session)
+        raise
+    return conn, session
+
+
+async def _end(
+    server: Server, request: web.Request, ws: GuardedResponse, conn: Connection, session: Session
+) -> None:
+    """The connection is over: park its session for a resume, or close it."""
+    if ws.guard is not None:
+        ws.guard.release()
+        if ws.guard.failed:
+            # Closed for breaking the protocol (1002, 1007, 1008, 1009; frames.py): the
+            # session ends; resuming it would only replay the fault.
+            conn.closed_by_server = True
+    server.sessions.pop(session.id, None)
+    server.connections.pop(session.id, None)
+    server.counter.remove(request.remote or "")
+    conn.closed = True
+    conn.stop_writer()
+    parked = server.parked
+    if _should_park(server, ws, conn):
+        parked.park(session)
+    else:
+        parked.release(session)
+        await session.close()
+        if session.on_commit is not None:
+            parked.forget(session.resume_token)
+    # A close handshake we started must finish before aiohttp drops the socket.
+    await conn.wait_closed(server.settings.close_timeout + 2)
+    server.handlers.discard(asyncio.current_task())
 
 
 def _should_park(server: Server, ws: web.WebSocketResponse, conn: Connection) -> bool:
