@@ -189,6 +189,8 @@ _FILES = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 _MAX = str(100000 if _FILES == resource.RLIM_INFINITY else max(1000, min(100000, _FILES - 64)))
 CAPS = [
     "--max-connections", _MAX, "--max-connections-per-address", _MAX, "--max-sessions", _MAX,
+    # The session holders open hundreds at once from one address (the memory section).
+    "--max-handshakes", _MAX, "--max-handshakes-per-address", _MAX,
 ]  # fmt: skip
 
 
