@@ -191,6 +191,8 @@ CAPS = [
     "--max-connections", _MAX, "--max-connections-per-address", _MAX, "--max-sessions", _MAX,
     # The session holders open hundreds at once from one address (the memory section).
     "--max-handshakes", _MAX, "--max-handshakes-per-address", _MAX,
+    # One session may go faster than the default 1000 messages/s (C=1, the wire section).
+    "--submit-rate", "1000000", "--submit-burst", "1000000",
 ]  # fmt: skip
 
 
