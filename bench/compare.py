@@ -48,8 +48,20 @@ def serve(tree: Path, port: int) -> tuple[subprocess.Popen[bytes], float]:
     return proc, time.perf_counter() - start
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its threads so far (``/proc/<pid>/stat``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drive(
-    port: int, users: int, seconds: float, turns: int, tree: Path | None = None
+    port: int,
+    users: int,
+    seconds: float,
+    turns: int,
+    tree: Path | None = None,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
@@ -61,7 +73,9 @@ def drive(
         env = tree_env(tree) if tree is not None else None
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
         servers.pin(proc.pid, GENERATOR_CPU)
+        cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
         proc.wait(timeout=seconds + 120)
+        cpu_after = cpu_seconds(server_pid) if server_pid else 0.0
         if not out.exists() or proc.returncode not in (0, 1):
             raise RuntimeError(f"the load test exited with {proc.returncode}")
         result: dict[str, Any] = orjson.loads(out.read_bytes())
@@ -73,6 +87,9 @@ def drive(
         "p99_ms": result["latency_ms"]["p99"],
         # A generator process above ~90% of its core measures itself, not the server.
         "generator_cpu": max(result.get("generator_cpu_percent") or [0.0]),
+        # The server's CPU per submit (all its threads, connects and closes included):
+        # less sensitive to a noisy neighbour than submits/s.
+        "server_cpu_us": (cpu_after - cpu_before) * 1e6 / (result["throughput"] * result["elapsed_s"]),
     }
 
 
@@ -100,7 +117,7 @@ def main() -> int:
             proc, ready = serve(trees[name], port)
             try:
                 generator = trees[name] if args.own_generators else None
-                row = drive(port, args.users, args.seconds, args.turns, generator)
+                row = drive(port, args.users, args.seconds, args.turns, generator, proc.pid)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
@@ -109,13 +126,14 @@ def main() -> int:
             print(
                 f"round {r + 1} {name:4}: {row['throughput']:8.0f} submits/s  "
                 f"p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  "
-                f"ready {ready * 1000:.0f} ms  generator {row['generator_cpu']:.0f}% CPU",
+                f"ready {ready * 1000:.0f} ms  generator {row['generator_cpu']:.0f}% CPU  "
+                f"server {row['server_cpu_us']:.1f} µs CPU/submit",
                 flush=True,
             )
     summary = {
         name: {
             key: statistics.median(row[key] for row in rows)
-            for key in ("throughput", "p50_ms", "p99_ms", "ready_s")
+            for key in ("throughput", "p50_ms", "p99_ms", "ready_s", "server_cpu_us")
         }
         for name, rows in rounds.items()
     }
@@ -124,6 +142,9 @@ def main() -> int:
         f"medians of {args.rounds} alternating rounds, chat C={args.users}:\n"
         f"  base {base['throughput']:.0f} submits/s, new {new['throughput']:.0f} submits/s: "
         f"new/base = {new['throughput'] / base['throughput']:.3f}\n"
+        f"  server CPU per submit: base {base['server_cpu_us']:.1f} µs, "
+        f"new {new['server_cpu_us']:.1f} µs: new/base = "
+        f"{new['server_cpu_us'] / base['server_cpu_us']:.3f}\n"
         f"  p99 base {base['p99_ms']:.2f} ms, new {new['p99_ms']:.2f} ms\n"
         f"  ready base {base['ready_s'] * 1000:.0f} ms, new {new['ready_s'] * 1000:.0f} ms"
     )

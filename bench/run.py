@@ -169,7 +169,15 @@ def loadtest(
         "error_codes": result["errors"],
         "generator_cpu_percent": result["generator_cpu_percent"][0],
         "generator_saturated": result["generator_saturated"],
+        "ok": round(result["throughput"] * result["elapsed_s"]),
     }
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server process, all its threads, so far (``/proc/<pid>/stat``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def alternating_rounds(
@@ -182,7 +190,9 @@ def alternating_rounds(
 ) -> list[dict[str, Any]]:
     """Every server at every level, in ``size["rounds"]`` rounds; each round starts
     the servers afresh and rotates their order per level. ``row_at(url, level)``
-    measures one row, which gets ``round``, ``server`` and ``key`` = level."""
+    measures one row, which gets ``round``, ``server`` and ``key`` = level, and, when
+    it counts its successful submits (``ok``), the server's CPU per submit over the row
+    (``server_cpu_us``: all the server's threads, connects and closes included)."""
     rows: list[dict[str, Any]] = []
     for r in range(size["rounds"]):
         running = {kind: servers.start(kind) for kind in kinds}
@@ -190,7 +200,11 @@ def alternating_rounds(
             for li, level in enumerate(levels):
                 shift = (r + li) % len(kinds)
                 for kind in kinds[shift:] + kinds[:shift]:
+                    before = server_cpu_seconds(running[kind].pid)
                     row = row_at(running[kind].url, level)
+                    spent = server_cpu_seconds(running[kind].pid) - before
+                    if row.get("ok"):
+                        row["server_cpu_us"] = round(spent * 1e6 / row["ok"], 1)
                     row.update({"round": r, "server": kind, key: level})
                     rows.append(row)
                     log(f"round {r + 1}/{size['rounds']}  {describe(row)}")
@@ -313,11 +327,22 @@ def summarize(rows: list[dict[str, Any]], kinds: list[str], levels: list[int]) -
                     max(r["generator_cpu_percent"] for r in mine),
                 ],
                 "generator_saturated": saturated(mine),
+                "server_cpu_us": (
+                    median(mine, "server_cpu_us", 1)
+                    if all("server_cpu_us" in r for r in mine)
+                    else None
+                ),
             }
             for kind, mine in found.items()
         }
         for entry in medians.values():
             for base in BASELINES:
+                cost, base_cost = entry["server_cpu_us"], medians.get(base, {}).get("server_cpu_us")
+                if cost and base_cost:
+                    # What the row's server would carry with a core to itself, as a share
+                    # of what the baseline would: the baseline's CPU per submit over the
+                    # row's. It holds when the generator, not the server, set the pace.
+                    entry[f"capacity_vs_{base}"] = round(base_cost / cost, 3)
                 if base not in medians or medians[base]["throughput"] <= 0:
                     continue
                 if entry["generator_saturated"] or medians[base]["generator_saturated"]:
@@ -881,11 +906,19 @@ def _throughput_md(results: dict[str, Any]) -> list[str]:
         "the baseline's at the same C. Generator CPU is the generator process's, % of its "
         f"core (median over rounds); a row whose generator passed {SATURATED_PERCENT:.0f}% in "
         "any round measured the generator, not the server, and gets no ratio (nor does a "
-        "row compared with such a baseline).",
+        "row compared with such a baseline). Server CPU is the server process's user + "
+        "system time (all its threads) over the row divided by the submits answered; "
+        "capacity is the baseline's CPU per submit divided by the row's: the share of the "
+        "baseline's submits/s the row's server would carry with its core to itself. It "
+        "needs no headroom in the generator, so it stands where the submits/s ratio cannot "
+        "(a server held below its limit by a saturated generator spends a little more CPU "
+        "per submit than at its limit, so capacity against a generator-bound baseline "
+        "leans slightly towards the row).",
         "",
         "| C | server | submits/s | rounds: min..max | p50 ms | p99 ms | generator CPU "
-        "| ÷ baseline-inline | ÷ baseline-executor |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| ÷ baseline-inline | ÷ baseline-executor | server CPU µs/submit "
+        "| capacity ÷ baseline-inline | capacity ÷ baseline-executor |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = results["throughput"]["rows"]
     kinds = list(dict.fromkeys(r["server"] for r in rows))
@@ -899,7 +932,9 @@ def _throughput_md(results: dict[str, Any]) -> list[str]:
             f"| {e['clients']} | {e['server']}{mark}{err} | {e['throughput']:.0f} | "
             f"{low:.0f}..{high:.0f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | "
             f"{e['generator_cpu_percent']:.0f}% | {ratio_cell(e, 'vs_baseline-inline')} | "
-            f"{ratio_cell(e, 'vs_baseline-executor')} |"
+            f"{ratio_cell(e, 'vs_baseline-executor')} | {e.get('server_cpu_us') or ''} | "
+            f"{e.get('capacity_vs_baseline-inline', '')} | "
+            f"{e.get('capacity_vs_baseline-executor', '')} |"
         )
     return lines
 
