@@ -243,6 +243,12 @@ def _over_budget(
     """
     state = session.state
     sizes = session.state_bytes
+    if (
+        len(journals) == 1
+        and len(function.slots) == 1
+        and _one_slot_fits(session, function, new_states, journals[0], budget)
+    ):
+        return None
     total = sum(sizes.values())
     kept = {slot: journal for slot, journal in journals}
     measured: list[tuple[State, int, Journal | None]] = []
@@ -290,6 +296,38 @@ def _over_budget(
             remeasured.exact = size
             remeasured.gross = 0
     return None
+
+
+def _one_slot_fits(
+    session: Host,
+    function: Function,
+    new_states: list[tuple[State, Any]],
+    journaled: tuple[State, Journal],
+    budget: int,
+) -> bool:
+    """``_over_budget``'s common case, a function with one slot (a chat's history) that
+    is journaled and keeps its value (changed in place or returned as it is): True
+    when it is within the budget and needs no full measure (its size then kept), as
+    the general path would find; False when that path has to decide."""
+    slot, journal = journaled
+    state = session.state
+    value = state.get(slot)
+    if slot is not function.slots[0] or journal.broken:
+        return False
+    if new_states and (len(new_states) != 1 or new_states[0][1] is not value):
+        return False
+    grown, shrunk = journal.pending()
+    sizes = session.state_bytes
+    before = sizes.get(slot, 0)
+    size = before + grown - shrunk
+    gross = journal.gross + grown
+    if journal.broken or gross > max(journal.exact >> 3, _SLACK):
+        return False
+    if sum(sizes.values()) + size - before > budget:
+        return False
+    journal.gross = gross
+    sizes[slot] = size
+    return True
 
 
 _ABSENT: Any = object()
