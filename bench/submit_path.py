@@ -96,6 +96,7 @@ async def _measure(fn: str, users: int, turns: int, submits: int, warmup: int) -
                 start_cpu = time.process_time()
             if counted >= total:
                 done.set()
+            if done.is_set():
                 return
             if self.turn >= turns:
                 # A client that closes with 1000 ends its session (websocket.py's _end).
@@ -112,6 +113,10 @@ async def _measure(fn: str, users: int, turns: int, submits: int, warmup: int) -
         user.submit()
     await done.wait()
     spent = time.process_time() - start_cpu
+    for user in people:  # (the submits still in flight end with their sessions)
+        server.parked.release(user.session)
+        await user.session.close()
+    await asyncio.gather(*closing)
     server.runner.close()
     return spent * 1e6 / submits
 
