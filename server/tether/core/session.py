@@ -6,8 +6,9 @@ with a structured error, and runs each admitted submit as a task: in its
 turn among the submits that touch the same state slots (``ordering``), under
 its function's concurrency gate (``gates``), through the server's
 ``Executor`` (``execution``: snapshot, call, rollback). Its final frame is
-sent and kept for a resume (``resume.ResultLog``). The session outlives its
-connection only while parked for a resume.
+sent and kept for a resume (``resume.ResultLog``). Its topics are the
+``subscriptions`` mixin's. The session outlives its connection only while parked
+for a resume.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from ..protocol import (
     encode_error,
     encode_pong,
     encode_rejection,
-    encode_subscribed,
     peek_id,
 )
 from ..settings import Settings
@@ -47,6 +47,7 @@ from .hub import NO_ENTRIES, Hub
 from .metrics import Metrics
 from .ordering import SlotOrder, Turn
 from .resume import ResultLog
+from .subscriptions import Subscriptions
 
 __all__ = ["Services", "Session", "new_session_id"]
 
@@ -89,7 +90,7 @@ class Services:
             self.metrics.refused[code] += 1
 
 
-class Session:
+class Session(Subscriptions):
     """The state, in-flight submits and subscriptions of one connection."""
 
     # Slots: one Session per connection, so its size is per-session memory.
@@ -170,10 +171,6 @@ class Session:
         except KeyError:
             value = self.state[slot] = slot.initial()
             return value
-
-    def send(self, frame: bytes) -> None:
-        """Queue a frame to this session's client (the hub's subscriber interface)."""
-        self._send(frame)
 
     def publish(self, topic: str, data: Any, retain: bool = False) -> None:
         self._services.app.publish(topic, data, retain=retain)
@@ -353,39 +350,6 @@ class Session:
         # enters _run, so its submit would get no answer and keep its state slots.
         # Its first step is already scheduled, so this runs after it.
         self._services.loop.call_soon(task.cancel)
-
-    # -- topics ------------------------------------------------------------------
-
-    def subscribe(self, topic: str) -> None:
-        """A client's subscription: only to topics the app allows."""
-        if not self._services.app.topic_allowed(topic):
-            self._topic_refused(topic, Code.FORBIDDEN_TOPIC, "you may not subscribe to it")
-            return
-        limit = self._services.settings.max_subscriptions
-        if topic not in self.topics and len(self.topics) >= limit:
-            self._topic_refused(
-                topic,
-                Code.TOO_MANY_SUBSCRIPTIONS,
-                f"this session is subscribed to {len(self.topics)} topics, the limit",
-            )
-            return
-        self.subscribe_server_side(topic)
-
-    def _topic_refused(self, topic: str, code: str, why: str) -> None:
-        self._refuse(None, code, f"topic {topic[:128]!r}: {why}", topic=topic)
-
-    def subscribe_server_side(self, topic: str) -> None:
-        hub = self._services.hub
-        if hub is None or self.closed:
-            return
-        self._send(encode_subscribed(topic))
-        hub.subscribe(self, topic)  # then the topic's current value, if it has one
-
-    def unsubscribe_server_side(self, topic: str) -> None:
-        hub = self._services.hub
-        if hub is not None:
-            hub.unsubscribe(self, topic)
-        self._send(encode_subscribed(topic, subscribed=False))
 
     # -- running a submit --------------------------------------------------------
 
