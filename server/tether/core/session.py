@@ -138,12 +138,13 @@ class Session(Subscriptions):
         self.client = client
         self.identity = identity
         self.deltas = DeltaEncoder() if deltas else None
-        self.state: dict[State, Any] = {}
+        # (Per-session memory: the dicts start as one shared read-only empty dict, each
+        # replaced by one of its own before its first write, see own_state; dicts as
+        # ordered sets; the rest is made when first needed.)
+        self.state: dict[State, Any] = NO_ENTRIES
         # Each slot's size as last measured, for the state budget (execution.py).
-        self.state_bytes: dict[State, int] = {}
-        self.tasks: dict[SubmitId, asyncio.Task[None]] = {}
-        # (Per-session memory: dicts as ordered sets; cancels and topics start as one shared
-        # empty dict, replaced when first written; the rest is made when first needed.)
+        self.state_bytes: dict[State, int] = NO_ENTRIES
+        self.tasks: dict[SubmitId, asyncio.Task[None]] = NO_ENTRIES
         self._cancelling: dict[SubmitId, None] = NO_ENTRIES
         self.topics: dict[str, None] = NO_ENTRIES
         self._order: SlotOrder | None = None
@@ -154,9 +155,9 @@ class Session(Subscriptions):
         self.attached = True
         self.closed = False
         self._ended = False
-        now = self.last_active = services.loop.time()
-        s = services.settings
-        self._flood = FloodControl(s.submit_rate, s.submit_burst, s.flood_limit, now)
+        self.last_active = services.loop.time()
+        # Made at the first message: a new bucket is full, and stays full while unused.
+        self._flood: FloodControl | None = None
 
     @property
     def app(self) -> App:
@@ -169,8 +170,17 @@ class Session(Subscriptions):
         try:
             return self.state[slot]
         except KeyError:
+            self.own_state()
             value = self.state[slot] = slot.initial()
             return value
+
+    def own_state(self) -> None:
+        """Give the session dicts of its own for ``state`` and ``state_bytes`` (they start
+        as the shared ``NO_ENTRIES``, which refuses writes): call it before writing them."""
+        if self.state is NO_ENTRIES:
+            self.state = {}
+        if self.state_bytes is NO_ENTRIES:
+            self.state_bytes = {}
 
     def publish(self, topic: str, data: Any, retain: bool = False) -> None:
         self._services.app.publish(topic, data, retain=retain)
@@ -194,7 +204,9 @@ class Session(Subscriptions):
     def receive(self, payload: str | bytes) -> None:
         """Handle one text frame from the client. Never raises for bad input."""
         flood = self._flood
-        if flood.flooded:
+        if flood is None:
+            flood = self._flood = self._new_flood()
+        elif flood.flooded:
             return
         services = self._services
         settings = services.settings
@@ -202,7 +214,7 @@ class Session(Subscriptions):
         unit = settings.message_cost_bytes
         cost = message_cost(payload, unit) if unit and len(payload) >= unit else 1.0
         if not flood.take(now, cost):
-            self._rate_limited(payload, now, cost)
+            self._rate_limited(flood, payload, now, cost)
             return
         try:
             message = decode_client(
@@ -237,19 +249,25 @@ class Session(Subscriptions):
         session's flood control, as a message; False when it is over the rate (it gets
         no answer) and the connection is then closed if the session keeps flooding."""
         flood = self._flood
-        if flood.flooded:
+        if flood is None:
+            flood = self._flood = self._new_flood()
+        elif flood.flooded:
             return False
         unit = self._services.settings.message_cost_bytes
         cost = 1.0 + size // unit if unit else 1.0
         now = self._services.loop.time()
         if flood.take(now, cost):
             return True
-        self._strike(now, cost)
+        self._strike(flood, now, cost)
         return False
 
-    def _strike(self, now: float, cost: float) -> bool:
+    def _new_flood(self) -> FloodControl:
+        s = self._services.settings
+        return FloodControl(s.submit_rate, s.submit_burst, s.flood_limit, self.last_active)
+
+    def _strike(self, flood: FloodControl, now: float, cost: float) -> bool:
         """Count a rate-limited frame; close the connection when it is one too many."""
-        if self._flood.strike(now, cost):
+        if flood.strike(now, cost):
             return True
         log.warning("closing session %s: it keeps flooding", self.id)
         services = self._services
@@ -259,12 +277,14 @@ class Session(Subscriptions):
             self._close_connection(Close.POLICY_VIOLATION, "flooding: too many messages")
         return False
 
-    def _rate_limited(self, payload: str | bytes, now: float, cost: float) -> None:
+    def _rate_limited(
+        self, flood: FloodControl, payload: str | bytes, now: float, cost: float
+    ) -> None:
         services = self._services
-        if not self._strike(now, cost):
+        if not self._strike(flood, now, cost):
             return
         # At least 1 ms: "retry after 0 s" would read as "no need to wait".
-        retry = max(0.001, round(self._flood.retry_after(), 3))
+        retry = max(0.001, round(flood.retry_after(), 3))
         rate = services.settings.submit_rate
         self._refuse(
             peek_id(payload, services.settings.message_cost_bytes or 1 << 16),
@@ -316,11 +336,14 @@ class Session(Subscriptions):
             return
         turn = None
         if function.slots:
+            self.own_state()  # the executor writes them
             order = self._order
             if order is None:
                 order = self._order = SlotOrder()
             turn = order.claim(function.slots, services.loop)
         task = services.loop.create_task(self._run(msg.id, function, args, gate, turn))
+        if self.tasks is NO_ENTRIES:
+            self.tasks = {}
         self.tasks[msg.id] = task
         # A task cancelled before its first step never runs _run's cleanup: do it here.
         task.add_done_callback(functools.partial(self._never_started, msg.id, turn))
@@ -426,9 +449,8 @@ class Session(Subscriptions):
         self.deltas = DeltaEncoder() if deltas else None  # the client starts over too
         self.result_log().resumed(set(self.tasks))
         self.attached = True
-        now = self.last_active = self._services.loop.time()
-        s = self._services.settings
-        self._flood = FloodControl(s.submit_rate, s.submit_burst, s.flood_limit, now)
+        self.last_active = self._services.loop.time()
+        self._flood = None  # a new bucket, at the first message
 
     # -- end ---------------------------------------------------------------------
 
@@ -449,6 +471,8 @@ class Session(Subscriptions):
             await asyncio.gather(*tasks, return_exceptions=True)
         if not run_hooks:
             return
+        if services.app.session_end_hooks:
+            self.own_state()  # a hook may write it
         for hook in services.app.session_end_hooks:
             await services.executor.runner.call_hook(hook, self)
 
