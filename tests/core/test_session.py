@@ -36,12 +36,15 @@ class Harness:
         self.arrived = asyncio.Event()
         executor = Executor(self.runner, max_state_bytes=settings.max_state_bytes)
         services = Services(app, settings, executor, self._gate)
-        self.session = Session(services, self._send)
+        self.session = Session(services, self)
 
     def _gate(self, function: Function) -> Gate:
         return self.gates.setdefault(function, Gate(None, 100, 0.25))
 
-    def _send(self, frame: bytes) -> None:
+    def request_close(self, code: int, reason: str) -> None:
+        pass
+
+    def send(self, frame: bytes) -> None:
         self.frames.append(orjson.loads(frame))
         self.arrived.set()
 
@@ -220,7 +223,7 @@ async def test_a_new_session_has_its_whole_burst_and_a_resumed_one_a_new_one(har
         return [f.get("code", f["type"]) for f in h.frames]
 
     assert pings() == ["pong", "pong", "pong", "rate_limited"]
-    h.session.attach(h._send, deltas=False, close=lambda code, reason: None)
+    h.session.attach(h, deltas=False)
     assert pings() == ["pong", "pong", "pong", "rate_limited"]
 
 

@@ -19,7 +19,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ..app import App, Function, State
 from ..errors import BadValue, QueueFull, RemoteProtocolError
@@ -39,55 +39,48 @@ from ..protocol import (
     encode_rejection,
     peek_id,
 )
-from ..settings import Settings
 from .admission import FloodControl, message_cost
-from .execution import Executor
 from .gates import Gate
-from .hub import NO_ENTRIES, Hub
-from .metrics import Metrics
+from .hub import NO_ENTRIES
 from .ordering import SlotOrder, Turn
 from .resume import ResultLog
+from .services import Services
 from .subscriptions import Subscriptions
 
-__all__ = ["Services", "Session", "new_session_id"]
+__all__ = ["Peer", "Services", "Session", "new_session_id"]
 
 log = logging.getLogger("tether.session")
 
-Send = Callable[[bytes], None]
+
+class Peer(Protocol):
+    """The connection a session talks through (``server.outbox.Connection``). The
+    session keeps the object itself: a bound method kept would be per-session memory."""
+
+    def send(self, frame: bytes) -> None:
+        """Queue ``frame`` to the client; never blocks."""
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` (after the message being handled)."""
+
+
+class _Detached:
+    """The peer of a session whose connection dropped: what it sends goes nowhere."""
+
+    __slots__ = ()
+
+    def send(self, frame: bytes) -> None:
+        return None
+
+    def request_close(self, code: int, reason: str) -> None:
+        return None
+
+
+_DETACHED = _Detached()
 
 
 def new_session_id() -> str:
     """An unguessable session id (128 bits of randomness)."""
     return secrets.token_urlsafe(16)
-
-
-class Services:
-    """What every session of one server shares: the app, the settings, the executor,
-    the functions' gates, the hub and the metrics (and the loop they all run on)."""
-
-    __slots__ = ("app", "executor", "gate", "hub", "loop", "loop_thread", "metrics", "settings")
-
-    def __init__(
-        self,
-        app: App,
-        settings: Settings,
-        executor: Executor,
-        gate: Callable[[Function], Gate],
-        hub: Hub | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.app = app
-        self.settings = settings
-        self.executor = executor
-        self.gate = gate
-        self.hub = hub
-        self.metrics = metrics
-        self.loop = asyncio.get_running_loop()
-        self.loop_thread = threading.get_ident()
-
-    def refused(self, code: str) -> None:
-        if self.metrics is not None:
-            self.metrics.refused[code] += 1
 
 
 class Session(Subscriptions):
@@ -97,13 +90,11 @@ class Session(Subscriptions):
     __slots__ = (
         "__weakref__",
         "_cancelling",
-        "_close_connection",
         "_ended",
         "_flood",
         "_order",
-        "_send",
+        "_peer",
         "_services",
-        "attached",
         "client",
         "closed",
         "deltas",
@@ -122,19 +113,17 @@ class Session(Subscriptions):
     def __init__(
         self,
         services: Services,
-        send: Send,
+        peer: Peer,
         *,
         deltas: bool = False,
         id: str | None = None,
         client: str | None = None,
         identity: Any = None,
-        close: Callable[[int, str], None] | None = None,
     ) -> None:
         self.id = id or new_session_id()
         self.resume_token = secrets.token_urlsafe(16)
         self._services = services
-        self._send = send
-        self._close_connection = close
+        self._peer = peer
         self.client = client
         self.identity = identity
         self.deltas = DeltaEncoder() if deltas else None
@@ -152,7 +141,6 @@ class Session(Subscriptions):
         # Called with every finished submit's final frame instead of sending it (a
         # shared store saves the session, then sends the frame).
         self.on_commit: Callable[[Session, bytes], None] | None = None
-        self.attached = True
         self.closed = False
         self._ended = False
         self.last_active = services.loop.time()
@@ -162,6 +150,11 @@ class Session(Subscriptions):
     @property
     def app(self) -> App:
         return self._services.app
+
+    @property
+    def attached(self) -> bool:
+        """Is a connection attached (not parked for a resume)?"""
+        return self._peer is not _DETACHED
 
     # -- state -------------------------------------------------------------------
 
@@ -225,13 +218,13 @@ class Session(Subscriptions):
             )
         except RemoteProtocolError as exc:
             services.refused(exc.code)
-            self._send(encode_rejection(exc))
+            self._peer.send(encode_rejection(exc))
             return
         kind = type(message)
         if kind is Submit:
             self.submit(message)  # type: ignore[arg-type]
         elif kind is Ping:
-            self._send(encode_pong())
+            self._peer.send(encode_pong())
         elif kind is Cancel:
             self.cancel(message.id)  # type: ignore[union-attr]
         elif kind is Subscribe:
@@ -242,7 +235,7 @@ class Session(Subscriptions):
     def _refuse(self, id: SubmitId | None, code: str, message: str, **extra: Any) -> None:
         """Answer a message with an error before anything ran (and count it)."""
         self._services.refused(code)
-        self._send(encode_error(id, code, message, **extra))
+        self._peer.send(encode_error(id, code, message, **extra))
 
     def admit_frame(self, size: int) -> bool:
         """Charge a WebSocket ping, pong or binary frame of ``size`` bytes to the
@@ -273,8 +266,7 @@ class Session(Subscriptions):
         services = self._services
         if services.metrics is not None:
             services.metrics.closed["flooding"] += 1
-        if self._close_connection is not None:
-            self._close_connection(Close.POLICY_VIOLATION, "flooding: too many messages")
+        self._peer.request_close(Close.POLICY_VIOLATION, "flooding: too many messages")
         return False
 
     def _rate_limited(
@@ -300,7 +292,7 @@ class Session(Subscriptions):
             # A resumed session: a re-sent id is answered, never run twice.
             stored = results.answer(msg.id)
             if stored is not None:
-                self._send(stored)
+                self._peer.send(stored)
                 return
             if results.still_running(msg.id) and msg.id in self.tasks:
                 return  # still running: its answer goes to the new connection
@@ -332,7 +324,7 @@ class Session(Subscriptions):
         gate = services.gate(function)
         if gate.full():
             services.refused(Code.QUEUE_FULL)
-            self._send(gate.refusal(msg.id, function.name))
+            self._peer.send(gate.refusal(msg.id, function.name))
             return
         turn = None
         if function.slots:
@@ -358,7 +350,7 @@ class Session(Subscriptions):
         else:
             # Cancelled by the session's end before it ever ran: it still gets an answer.
             self._cancelling.pop(id, None)
-            self._send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
+            self._peer.send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
         if turn is not None and self._order is not None:
             self._order.release(turn)
 
@@ -387,7 +379,7 @@ class Session(Subscriptions):
                 await SlotOrder.wait(turn)
             key = self.id  # fairness between sessions: per-session caps, round robin
             if not gate.try_acquire(key):
-                await gate.wait(id, self._send, key)
+                await gate.wait(id, self._peer.send, key)
             try:
                 frame, outcome = await services.executor.execute(self, id, function, args)
             finally:
@@ -396,18 +388,18 @@ class Session(Subscriptions):
         except QueueFull:
             outcome = Code.QUEUE_FULL
             # Not kept for a resume: it never ran, so running a re-send is right.
-            self._send(gate.refusal(id, function.name))
+            self._peer.send(gate.refusal(id, function.name))
         except asyncio.CancelledError:
             if id in self._cancelling and not self._ended:
                 outcome = Code.CANCELLED
                 self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
                 return  # our own cancellation: it ends here
             outcome = Code.SHUTTING_DOWN
-            self._send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
+            self._peer.send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
             raise
         except Exception:
             log.exception("internal error while running %s", function.name)
-            self._send(encode_error(id, Code.INTERNAL, "internal server error"))
+            self._peer.send(encode_error(id, Code.INTERNAL, "internal server error"))
         finally:
             del self.tasks[id]
             self._cancelling.pop(id, None)
@@ -421,34 +413,31 @@ class Session(Subscriptions):
         results = self.results
         if results is None:
             if self._services.settings.resume_grace <= 0:
-                self._send(frame)
+                self._peer.send(frame)
                 return
             results = self.result_log()
         results.record(id, frame)
         if self.on_commit is None:
-            self._send(frame)
+            self._peer.send(frame)
         else:
             self.on_commit(self, frame)
 
     def deliver(self, frame: bytes) -> None:
         """Send ``frame`` to the connection attached now (if any)."""
-        self._send(frame)
+        self._peer.send(frame)
 
     # -- connection changes ------------------------------------------------------
 
     def detach(self) -> None:
         """The connection dropped: keep running, remember results, send nothing."""
-        self.attached = False
-        self._send = _discard
+        self._peer = _DETACHED
 
-    def attach(self, send: Send, *, deltas: bool, close: Callable[[int, str], None]) -> None:
+    def attach(self, peer: Peer, *, deltas: bool) -> None:
         """A resumed connection takes over this session (under a new resume token)."""
         self.resume_token = secrets.token_urlsafe(16)
-        self._send = send
-        self._close_connection = close
+        self._peer = peer
         self.deltas = DeltaEncoder() if deltas else None  # the client starts over too
         self.result_log().resumed(set(self.tasks))
-        self.attached = True
         self.last_active = self._services.loop.time()
         self._flood = None  # a new bucket, at the first message
 
@@ -482,7 +471,3 @@ class Session(Subscriptions):
         tasks = list(self.tasks.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
-
-
-def _discard(frame: bytes) -> None:
-    return None

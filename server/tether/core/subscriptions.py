@@ -9,13 +9,13 @@ gives a session a dict of its own at its first subscription.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..protocol import Code, encode_error, encode_subscribed
 
 if TYPE_CHECKING:
-    from .session import Services
+    from .services import Services
+    from .session import Peer
 
 __all__ = ["Subscriptions"]
 
@@ -29,11 +29,11 @@ class Subscriptions:
     topics: dict[str, None]
     closed: bool
     _services: Services
-    _send: Callable[[bytes], None]
+    _peer: Peer
 
     def send(self, frame: bytes) -> None:
         """Queue a frame to this session's client (the hub's subscriber interface)."""
-        self._send(frame)
+        self._peer.send(frame)
 
     def subscribe(self, topic: str) -> None:
         """A client's subscription: only to topics the app allows."""
@@ -52,17 +52,17 @@ class Subscriptions:
 
     def _topic_refused(self, topic: str, code: str, why: str) -> None:
         self._services.refused(code)
-        self._send(encode_error(None, code, f"topic {topic[:128]!r}: {why}", topic=topic))
+        self._peer.send(encode_error(None, code, f"topic {topic[:128]!r}: {why}", topic=topic))
 
     def subscribe_server_side(self, topic: str) -> None:
         hub = self._services.hub
         if hub is None or self.closed:
             return
-        self._send(encode_subscribed(topic))
+        self._peer.send(encode_subscribed(topic))
         hub.subscribe(self, topic)  # then the topic's current value, if it has one
 
     def unsubscribe_server_side(self, topic: str) -> None:
         hub = self._services.hub
         if hub is not None:
             hub.unsubscribe(self, topic)
-        self._send(encode_subscribed(topic, subscribed=False))
+        self._peer.send(encode_subscribed(topic, subscribed=False))

@@ -150,15 +150,14 @@ async def _open(
         return None
     resumed = session is not None
     if session is not None:
-        session.attach(conn.send, deltas=deltas, close=conn)
+        session.attach(conn, deltas=deltas)
     else:
         session = Session(
             server.services,
-            conn.send,
+            conn,  # (the object, not a bound method of it: per-session memory)
             deltas=deltas,
             client=address or None,
             identity=identity,
-            close=conn,  # (a Connection called is a close request: no bound method kept)
             id=record.get("id") if record else None,
         )
         resumed = record is not None
