@@ -47,7 +47,6 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     so that this one keeps only the read loop's few locals.
     """
     ws = GuardedResponse(
-        server.settings,
         server.incomplete,
         max_msg_size=server.settings.max_message_size,
         compress=server.settings.compression,
