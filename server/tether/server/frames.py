@@ -27,6 +27,8 @@ being parked for a resume.
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
 from typing import Any
 
 from aiohttp import WebSocketError, web
@@ -204,8 +206,24 @@ class FrameGuard:
         self.started = 0.0
 
 
+# What aiohttp's WebSocketWriter makes for every connection and a server's writers can
+# share: its masking bits (a server never masks a frame: RFC 6455 5.1) and the set that
+# holds its large compressed sends' tasks until they finish (any writer's tasks may be
+# in one set). About 480 bytes per connection.
+_NO_MASK_BITS = functools.partial(random.Random().getrandbits, 32)
+_SEND_TASKS: set[asyncio.Task[None]] = set()
+
+
+def _share_writer_parts(writer: Any) -> None:
+    if not writer.use_mask and hasattr(writer, "get_random_bits"):
+        writer.get_random_bits = _NO_MASK_BITS
+    if type(getattr(writer, "_background_tasks", None)) is set and not writer._background_tasks:
+        writer._background_tasks = _SEND_TASKS
+
+
 class GuardedResponse(web.WebSocketResponse):
-    """A ``WebSocketResponse`` whose incoming bytes pass a ``FrameGuard`` first."""
+    """A ``WebSocketResponse`` whose incoming bytes pass a ``FrameGuard`` first (and
+    whose writer shares what every connection's can)."""
 
     guard: FrameGuard | None = None
 
@@ -220,6 +238,7 @@ class GuardedResponse(web.WebSocketResponse):
         tail = handler._message_tail
         handler._message_tail = b""
         super()._post_start(request, protocol, writer)
+        _share_writer_parts(writer)
         guard = self.guard = FrameGuard(self._parser, self._reader, self._budget)
         handler._payload_parser = guard
         if tail:
