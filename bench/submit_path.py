@@ -41,10 +41,9 @@ HERE = Path(__file__).resolve().parent
 
 
 async def _measure(fn: str, users: int, turns: int, submits: int, warmup: int) -> float:
-    import orjson
-
     from tether import Settings
     from tether.core.session import Session
+    from tether.protocol import encode_submit
     from tether.server.server import Server
     from tether.server.tuning import freeze_startup_objects, tune_gc
 
@@ -75,17 +74,25 @@ async def _measure(fn: str, users: int, turns: int, submits: int, warmup: int) -
             self.session = self.new_session()
 
         def new_session(self) -> Session:
-            session = Session(server.services, self.on_frame, client="127.0.0.1")
+            # The user is the session's peer (send, request_close); older trees take a
+            # send callable, which it also is.
+            session = Session(server.services, self, client="127.0.0.1")
             if settings.resume_grace > 0:
                 server.parked.hold(session)
             return session
 
         def submit(self) -> None:
             self.turn += 1
-            frame = orjson.dumps(
-                {"type": "submit", "id": str(self.turn), "fn": name, "data": [f"hi {self.turn}"]}
-            )
-            self.session.receive(frame)
+            self.session.receive(encode_submit(str(self.turn), name, [f"hi {self.turn}"]))
+
+        def request_close(self, code: int, reason: str) -> None:
+            raise RuntimeError(f"the server closed a session: {code} {reason}")
+
+        def __call__(self, frame: bytes) -> None:
+            self.on_frame(frame)
+
+        def send(self, frame: bytes) -> None:
+            self.on_frame(frame)
 
         def on_frame(self, frame: bytes) -> None:
             nonlocal counted, start_cpu
