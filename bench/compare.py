@@ -89,7 +89,9 @@ def drive(
         "generator_cpu": max(result.get("generator_cpu_percent") or [0.0]),
         # The server's CPU per submit (all its threads, connects and closes included):
         # less sensitive to a noisy neighbour than submits/s.
-        "server_cpu_us": (cpu_after - cpu_before) * 1e6 / (result["throughput"] * result["elapsed_s"]),
+        "server_cpu_us": (cpu_after - cpu_before)
+        * 1e6
+        / (result["throughput"] * result["elapsed_s"]),
     }
 
 

@@ -48,6 +48,13 @@ def test_the_quick_benchmark_measures_every_server_and_writes_its_results(tmp_pa
             assert entry["vs_baseline-inline"] > 0
     for row in results["throughput"]["rows"]:
         assert row["generator_cpu_percent"] > 0  # every row records its generator's CPU
+        assert row["server_cpu_us"] > 0  # ... and its server's CPU per submit
+    for entry in summary.values():
+        # Capacity (the baseline's CPU per submit over the row's) needs no headroom.
+        base = summary[("baseline-inline", entry["clients"])]
+        assert entry["capacity_vs_baseline-inline"] == pytest.approx(
+            base["server_cpu_us"] / entry["server_cpu_us"], abs=1e-3
+        )
 
     gen = results["generator"]
     by_generator = {e["generator"]: e for e in gen["summary"]}
@@ -134,20 +141,21 @@ def test_only_runs_the_sections_named(tmp_path):
     assert "| turn | full bytes |" in proc.stdout and "| C | server |" not in proc.stdout
 
 
-def _row(server, throughput, cpu):
+def _row(server, throughput, cpu, server_cpu_us=50.0):
     return {
         "server": server, "clients": 100, "throughput": throughput, "p50_ms": 1.0,
         "p99_ms": 2.0, "errors": 0, "error_codes": {}, "generator_cpu_percent": cpu,
-        "generator_saturated": cpu > 90,
+        "generator_saturated": cpu > 90, "server_cpu_us": server_cpu_us,
     }  # fmt: skip
 
 
 def test_a_row_whose_generator_was_saturated_gets_no_ratio(run_py):
     kinds = ["baseline-inline", "baseline-executor", "tether-sync"]
     rows = [
-        _row("baseline-inline", 20000, 95.0),  # saturated: a floor, not the server's ceiling
-        _row("baseline-executor", 14000, 70.0),
-        _row("tether-sync", 10000, 60.0),
+        # saturated: a floor, not the server's ceiling
+        _row("baseline-inline", 20000, 95.0, server_cpu_us=30.0),
+        _row("baseline-executor", 14000, 70.0, server_cpu_us=60.0),
+        _row("tether-sync", 10000, 60.0, server_cpu_us=90.0),
     ]
     summary = {e["server"]: e for e in run_py.summarize(rows, kinds, [100])}
     assert summary["baseline-inline"]["generator_saturated"]
@@ -164,6 +172,30 @@ def test_a_row_whose_generator_was_saturated_gets_no_ratio(run_py):
     )  # fmt: skip
     [inline] = [line for line in table.splitlines() if "| baseline-inline" in line]
     assert "(generator saturated)" in inline and "95%" in inline
-    assert inline.endswith("| generator saturated | generator saturated |")
+    # Capacity comes from the servers' CPU per submit: it stands with a saturated generator.
+    assert inline.endswith("| generator saturated | generator saturated | 30.0 | 1.0 | 2.0 |")
     [sync] = [line for line in table.splitlines() if "| tether-sync" in line]
-    assert sync.endswith(f"| 60% | generator saturated | {round(10000 / 14000, 3)} |")
+    assert sync.endswith(
+        f"| 60% | generator saturated | {round(10000 / 14000, 3)} | 90.0 | 0.333 | 0.667 |"
+    )
+    assert summary["tether-sync"]["capacity_vs_baseline-inline"] == 0.333
+
+
+def test_the_submit_path_bench_compares_two_trees_by_cpu_per_submit():
+    root = BENCH.parent
+    args = [
+        sys.executable, str(BENCH / "submit_path.py"), "--base", str(root),
+        "--rounds", "1", "--users", "5", "--turns", "3", "--submits", "200",
+        "--warmup", "20", "--cpu", "-1",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "new ÷ base: median" in proc.stdout
+    rounds = [line for line in proc.stdout.splitlines() if line.startswith("round 1")]
+    assert len(rounds) == 2
+    assert all(float(line.split(":")[1].split()[0]) > 0 for line in rounds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -20,6 +20,16 @@ from tether.core.runner import Runner
 from tether.core.session import Services, Session
 
 
+class Peer:
+    """The session's connection: every frame to ``received``; never closed."""
+
+    def __init__(self, received: Callable[[bytes], None]) -> None:
+        self.send = received
+
+    def request_close(self, code: int, reason: str) -> None:
+        pass
+
+
 class Harness:
     def __init__(self, app: App, max_state_bytes: int = 0, deltas: bool = False) -> None:
         settings = Settings()
@@ -29,13 +39,13 @@ class Harness:
         self.arrived = asyncio.Event()
         executor = Executor(self.runner, max_state_bytes=max_state_bytes)
         services = Services(app, settings, executor, self._gate)
-        self.session = Session(services, self._send, deltas=deltas)
+        self.session = Session(services, Peer(self._received), deltas=deltas)
         self.next_id = 0
 
     def _gate(self, function: Function) -> Gate:
         return self.gates.setdefault(function, Gate(None, 100, 0.25))
 
-    def _send(self, frame: bytes) -> None:
+    def _received(self, frame: bytes) -> None:
         self.frames.append(orjson.loads(frame))
         self.arrived.set()
 

@@ -339,3 +339,24 @@ def test_the_listening_socket_has_the_configured_backlog(serve_app):
     somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
     # For a listening socket, ss's Send-Q column is its backlog.
     assert int(out[2]) == min(777, somaxconn), out
+
+
+async def test_connections_writers_share_what_a_server_writer_never_uses_alone(serve_app):
+    # Per-connection memory: the masking bits (a server never masks) and the set of
+    # large compressed sends' tasks are one for every connection (compression still
+    # works: the test above sends frames large enough to be compressed in a task).
+    srv = serve_app(echo_app())
+    async with aiohttp.ClientSession() as http:
+        first, second = await open_ws(srv, http), await open_ws(srv, http)
+
+        def parts() -> list[tuple[Any, Any]]:
+            return [
+                (conn.ws._writer.get_random_bits, conn.ws._writer._background_tasks)
+                for conn in srv.server.connections.values()
+            ]
+
+        (bits, tasks), (bits2, tasks2) = srv.call(parts)
+        assert bits is bits2 and tasks is tasks2 and tasks == set()
+        assert await call(first, 1, "echo", "a", 2) == {"text": "a", "n": 2}
+        await first.close()
+        await second.close()

@@ -29,7 +29,7 @@ class _Transport:
 def guarded(budget: IncompleteBytes, max_size: int = 1 << 20) -> tuple[FrameGuard, Any]:
     queue = WebSocketDataQueue(_Transport(), 1 << 30, loop=asyncio.get_running_loop())
     return FrameGuard(
-        WebSocketReader(queue, max_size, compress=False, decode_text=True), queue, budget, 0
+        WebSocketReader(queue, max_size, compress=False, decode_text=True), queue, budget
     ), queue
 
 

@@ -102,8 +102,8 @@ async def test_frames_written_after_a_close_was_sent_are_dropped():
     assert transport.written == [] and conn.closed
 
 
-async def test_calling_a_connection_requests_its_close_once():
+async def test_a_connection_keeps_the_first_close_it_was_asked_for():
     conn = connection(Transport())
-    conn(4001, "first")
-    conn(1008, "second")
+    conn.request_close(4001, "first")
+    conn.request_close(1008, "second")
     assert conn.requested_close == (4001, "first")

@@ -14,7 +14,15 @@ from typing import Any, Final
 from ..errors import BadValue
 from ..protocol.server import json_kind
 
-__all__ = ["COMPONENTS", "PUBLIC_COMPONENTS", "STATE", "BadValue", "check_input", "check_output"]
+__all__ = [
+    "COMPONENTS",
+    "PUBLIC_COMPONENTS",
+    "STATE",
+    "BadValue",
+    "check_input",
+    "check_output",
+    "input_check",
+]
 
 STATE: Final = "state"
 PUBLIC_COMPONENTS: Final = ("text", "number", "checkbox", "json", "chatbot")
@@ -75,6 +83,11 @@ _CHECKS: Final[dict[str, Callable[[Any], Any]]] = {
 def check_input(component: str, value: Any) -> Any:
     """Validate one public input; return the value the function receives."""
     return _CHECKS[component](value)
+
+
+def input_check(component: str) -> Callable[[Any], Any]:
+    """The check of ``component``'s inputs (what ``check_input`` calls)."""
+    return _CHECKS[component]
 
 
 def check_output(component: str, value: Any) -> Any:

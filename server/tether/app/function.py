@@ -12,11 +12,11 @@ import inspect
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..errors import AppError, BadValue
-from .components import COMPONENTS, STATE, check_input, check_output
+from .components import COMPONENTS, STATE, check_output, input_check
 from .state import State
 
 __all__ = ["DEFAULT", "ComponentSpec", "Function", "build_function"]
@@ -65,6 +65,12 @@ class Function:
     timeout: float | None = None
     # The human title clients show (``label=``); "" lets them make one from the name.
     label: str = ""
+    # Per public input, its component's check (looked up once, not per submit).
+    checks: tuple[Callable[[Any], Any], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        checks = tuple(input_check(component) for component in self.public_inputs)
+        object.__setattr__(self, "checks", checks)  # (frozen)
 
     @property
     def streams(self) -> bool:
@@ -92,13 +98,16 @@ class Function:
                 f"{self.name} takes {expected} input{'s' if expected != 1 else ''} "
                 f"({', '.join(self.public_inputs) or 'none'}), got {len(data)}"
             )
-        checked = []
-        for i, (component, value) in enumerate(zip(self.public_inputs, data, strict=True)):
+        try:
+            return [check(value) for check, value in zip(self.checks, data, strict=True)]
+        except BadValue:
+            pass
+        for i, (check, value) in enumerate(zip(self.checks, data, strict=True)):
             try:
-                checked.append(check_input(component, value))
-            except BadValue as exc:
+                check(value)
+            except BadValue as exc:  # the first bad one, named
                 raise BadValue(f"input {i} ({self.labels[i]}): {exc}") from None
-        return checked
+        raise AssertionError("unreachable: a check failed once and not again")
 
     def split_outputs(self, returned: Any) -> tuple[list[Any], list[tuple[State, Any]]]:
         """Split a return value into public outputs and new state values."""

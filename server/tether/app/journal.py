@@ -59,14 +59,17 @@ class Journal:
     """The undo log, fresh containers, size changes and recent mutations of one slot."""
 
     __slots__ = (
-        "broken", "events", "exact", "fresh", "gross", "grown", "horizon", "lock", "mark",
-        "shrunk", "undo",
+        "broken", "events", "exact", "fresh", "fresh_bytes", "gross", "grown", "horizon",
+        "lock", "mark", "shrunk", "undo",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.undo: list[tuple[Any, ...]] | None = None
         self.fresh: list[tuple[Any, Any, Any]] = []
+        # What ``pending`` measured of ``fresh`` (its length then, the bytes), so that the
+        # ``commit`` right after it does not encode the same containers again.
+        self.fresh_bytes: tuple[int, int] | None = None
         self.grown = 0  # JSON bytes put in / taken out since the last commit
         self.shrunk = 0
         self.mark = (0, 0)  # (grown, shrunk) when the call began
@@ -94,6 +97,7 @@ class Journal:
                 return False
             self.undo = []
             self.mark = (self.grown, self.shrunk)
+            self.fresh_bytes = None
             return True
 
     def rollback(self) -> None:
@@ -102,6 +106,7 @@ class Journal:
             undo = self.undo
             self.undo = None
             self.fresh.clear()
+            self.fresh_bytes = None
             self.grown, self.shrunk = self.mark
             if not undo:
                 return
@@ -153,7 +158,11 @@ class Journal:
         """The call succeeded: keep its mutations; the bytes they grew and shrank."""
         with self.lock:
             self.undo = None
-            grown = self.grown + self.measure_fresh()
+            measured, self.fresh_bytes = self.fresh_bytes, None
+            if measured is not None and measured[0] == len(self.fresh):
+                grown = self.grown + measured[1]  # nothing was put in since ``pending``
+            else:
+                grown = self.grown + self.measure_fresh()
             shrunk = self.shrunk
             self.grown = self.shrunk = 0
             self.settle()
@@ -162,7 +171,9 @@ class Journal:
     def pending(self) -> tuple[int, int]:
         """What ``commit`` would return, without committing."""
         with self.lock:
-            return self.grown + self.measure_fresh(), self.shrunk
+            fresh = self.measure_fresh()
+            self.fresh_bytes = (len(self.fresh), fresh)
+            return self.grown + fresh, self.shrunk
 
 
 def adopt(value: Any, journal: Journal, *, copy: bool = False) -> Any:
@@ -198,7 +209,13 @@ def _convert(value: Any, j: Journal, up: Any, memo: dict[int, Any], copy: bool =
         memo[key] = _MANY
         out: Any = TrackedList()
         out._j, out._up = j, up
-        list.extend(out, [_convert(item, j, out, memo, copy) for item in value])
+        for item in value:  # the common case, a list of scalars (a chat's turn): no calls
+            t = type(item)
+            if t not in _SCALARS or (t is int and not -(1 << 63) <= item < 1 << 64):
+                list.extend(out, [_convert(item, j, out, memo, copy) for item in value])
+                break
+        else:
+            list.extend(out, value)
     elif kind is dict or kind is TrackedDict:
         memo[key] = _MANY
         out = TrackedDict()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import traceback
 from collections.abc import Callable
@@ -96,7 +95,6 @@ class Executor:
             full.append(value)
             if slot.snapshot:
                 snapshots.append((slot, copy_value(value)))
-        failed = functools.partial(_restore, session, snapshots, journals)
         _current.set(Context(session, id))
         try:
             call = (
@@ -116,31 +114,31 @@ class Executor:
         except asyncio.CancelledError:
             # A sync function may still be running in its thread; it keeps the
             # object it was given, while the session gets the snapshot back.
-            failed(orphaned=not (function.is_async or function.kind == "agen"))
+            _restore(session, snapshots, journals, _orphans(function))
             raise
         except TimeoutError:
-            failed(orphaned=not (function.is_async or function.kind == "agen"))
+            _restore(session, snapshots, journals, _orphans(function))
             return _error(
                 id, Code.TIMEOUT, f"{function.name} ran longer than its {function.timeout:g} s"
             )
         except StoreUnavailable as exc:
-            failed()
+            _restore(session, snapshots, journals)
             return _error(id, Code.STORE_UNAVAILABLE, str(exc))
         except (BadValue, LocalProtocolError) as exc:
-            failed()
+            _restore(session, snapshots, journals)
             # One line for the app's author (the caller gets the same words): what the
             # function returned is wrong, so a traceback would only show tether's frames.
             message = f"{function.name} returned a bad value: {exc}"
             log.warning("%s", message)
             return _error(id, Code.FN_ERROR, message)
         except Exception as exc:
-            failed()
+            _restore(session, snapshots, journals)
             log.warning("%s raised %s: %s", function.name, type(exc).__name__, exc, exc_info=True)
             return _error(id, Code.FN_ERROR, self._describe(function, exc))
         if self.max_state_bytes and function.slots:
             refusal = _over_budget(session, function, new_states, journals, self.max_state_bytes)
             if refusal is not None:
-                failed()
+                _restore(session, snapshots, journals)
                 return _error(id, Code.STATE_TOO_LARGE, refusal)
         for _, journal in journals:
             journal.commit()
@@ -203,6 +201,12 @@ def _journal(session: Host, slot: State, value: Any) -> Journal | None:
     return journal
 
 
+def _orphans(function: Function) -> bool:
+    """Whether a call of ``function`` ended early (timeout, cancel) may still run: a sync
+    function's thread cannot be stopped."""
+    return not (function.is_async or function.kind == "agen")
+
+
 def _restore(
     session: Host,
     snapshots: list[tuple[State, Any]],
@@ -243,6 +247,12 @@ def _over_budget(
     """
     state = session.state
     sizes = session.state_bytes
+    if (
+        len(journals) == 1
+        and len(function.slots) == 1
+        and _one_slot_fits(session, function, new_states, journals[0], budget)
+    ):
+        return None
     total = sum(sizes.values())
     kept = {slot: journal for slot, journal in journals}
     measured: list[tuple[State, int, Journal | None]] = []
@@ -290,6 +300,38 @@ def _over_budget(
             remeasured.exact = size
             remeasured.gross = 0
     return None
+
+
+def _one_slot_fits(
+    session: Host,
+    function: Function,
+    new_states: list[tuple[State, Any]],
+    journaled: tuple[State, Journal],
+    budget: int,
+) -> bool:
+    """``_over_budget``'s common case, a function with one slot (a chat's history) that
+    is journaled and keeps its value (changed in place or returned as it is): True
+    when it is within the budget and needs no full measure (its size then kept), as
+    the general path would find; False when that path has to decide."""
+    slot, journal = journaled
+    state = session.state
+    value = state.get(slot)
+    if slot is not function.slots[0] or journal.broken:
+        return False
+    if new_states and (len(new_states) != 1 or new_states[0][1] is not value):
+        return False
+    grown, shrunk = journal.pending()
+    sizes = session.state_bytes
+    before = sizes.get(slot, 0)
+    size = before + grown - shrunk
+    gross = journal.gross + grown
+    if journal.broken or gross > max(journal.exact >> 3, _SLACK):
+        return False
+    if sum(sizes.values()) + size - before > budget:
+        return False
+    journal.gross = gross
+    sizes[slot] = size
+    return True
 
 
 _ABSENT: Any = object()

@@ -72,6 +72,15 @@ class Gate:
         self._untold: deque[_Waiter] = deque()
         self._notice_timer: asyncio.TimerHandle | None = None
         self._flush_scheduled = False
+        # The loop, found on first use: asking for it again costs a getpid() system
+        # call per submit on Python 3.11 (where get_running_loop checks the pid).
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def __len__(self) -> int:
         return self._waiting
@@ -111,7 +120,7 @@ class Gate:
         """Queue for a slot; return holding it. Raises QueueFull, or CancelledError."""
         if self.full():
             raise QueueFull
-        loop = asyncio.get_running_loop()
+        loop = self._loop or self._get_loop()
         waiter = _Waiter(loop.create_future(), id, send, loop.time(), key)
         queue = self._queues.get(key)
         if queue is None:
@@ -161,7 +170,8 @@ class Gate:
         """Tell the waiters queued for ``notice_delay`` or longer their positions."""
         self._notice_timer = None
         untold = self._untold
-        cutoff = asyncio.get_running_loop().time() - self.notice_delay
+        loop = self._get_loop()
+        cutoff = loop.time() - self.notice_delay
         due: list[_Waiter] = []
         while untold and (untold[0].since <= cutoff or untold[0].future.done()):
             waiter = untold.popleft()
@@ -174,9 +184,7 @@ class Gate:
                     waiter.sent_position = position
                     waiter.send(encode_queued(waiter.id, position))
         if untold:
-            self._notice_timer = asyncio.get_running_loop().call_at(
-                untold[0].since + self.notice_delay, self._notices
-            )
+            self._notice_timer = loop.call_at(untold[0].since + self.notice_delay, self._notices)
 
     def _notice(self, waiter: _Waiter) -> None:
         for position, other in enumerate(self._order(), 1):
@@ -238,7 +246,7 @@ class Gate:
         if self._flush_scheduled or not self._queues:
             return
         self._flush_scheduled = True
-        asyncio.get_running_loop().call_later(self.interval, self._flush)
+        self._get_loop().call_later(self.interval, self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

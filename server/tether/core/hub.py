@@ -54,9 +54,9 @@ class _NoEntries(dict[Any, None]):
     __setitem__ = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
 
 
-# What a new session's ``topics`` (and its cancels) start as: subscribing gives a
-# subscriber a dict of its own.
-NO_ENTRIES: dict[Any, None] = _NoEntries()
+# What a new session's ``topics`` (and its state, tasks and cancels) start as:
+# subscribing gives a subscriber a dict of its own.
+NO_ENTRIES: dict[Any, Any] = _NoEntries()
 
 
 class Subscriber(Protocol):

@@ -110,6 +110,7 @@ def to_record(session: Session) -> dict[str, Any]:
 def load_record(session: Session, app: App, record: dict[str, Any]) -> None:
     """Make ``session`` the one ``record`` describes: its state, results and topics."""
     slots = app.slots_by_key()
+    session.own_state()
     for key, value in record.get("state", {}).items():
         slot = slots.get(key)
         if slot is not None:

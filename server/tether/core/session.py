@@ -6,8 +6,9 @@ with a structured error, and runs each admitted submit as a task: in its
 turn among the submits that touch the same state slots (``ordering``), under
 its function's concurrency gate (``gates``), through the server's
 ``Executor`` (``execution``: snapshot, call, rollback). Its final frame is
-sent and kept for a resume (``resume.ResultLog``). The session outlives its
-connection only while parked for a resume.
+sent and kept for a resume (``resume.ResultLog``). Its topics are the
+``subscriptions`` mixin's. The session outlives its connection only while parked
+for a resume.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ..app import App, Function, State
 from ..errors import BadValue, QueueFull, RemoteProtocolError
@@ -36,23 +37,45 @@ from ..protocol import (
     encode_error,
     encode_pong,
     encode_rejection,
-    encode_subscribed,
     peek_id,
 )
-from ..settings import Settings
 from .admission import FloodControl, message_cost
-from .execution import Executor
 from .gates import Gate
-from .hub import NO_ENTRIES, Hub
-from .metrics import Metrics
+from .hub import NO_ENTRIES
 from .ordering import SlotOrder, Turn
 from .resume import ResultLog
+from .services import Services
+from .subscriptions import Subscriptions
 
-__all__ = ["Services", "Session", "new_session_id"]
+__all__ = ["Peer", "Services", "Session", "new_session_id"]
 
 log = logging.getLogger("tether.session")
 
-Send = Callable[[bytes], None]
+
+class Peer(Protocol):
+    """The connection a session talks through (``server.outbox.Connection``). The
+    session keeps the object itself: a bound method kept would be per-session memory."""
+
+    def send(self, frame: bytes) -> None:
+        """Queue ``frame`` to the client; never blocks."""
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` (after the message being handled)."""
+
+
+class _Detached:
+    """The peer of a session whose connection dropped: what it sends goes nowhere."""
+
+    __slots__ = ()
+
+    def send(self, frame: bytes) -> None:
+        return None
+
+    def request_close(self, code: int, reason: str) -> None:
+        return None
+
+
+_DETACHED = _Detached()
 
 
 def new_session_id() -> str:
@@ -60,49 +83,18 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-class Services:
-    """What every session of one server shares: the app, the settings, the executor,
-    the functions' gates, the hub and the metrics (and the loop they all run on)."""
-
-    __slots__ = ("app", "executor", "gate", "hub", "loop", "loop_thread", "metrics", "settings")
-
-    def __init__(
-        self,
-        app: App,
-        settings: Settings,
-        executor: Executor,
-        gate: Callable[[Function], Gate],
-        hub: Hub | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
-        self.app = app
-        self.settings = settings
-        self.executor = executor
-        self.gate = gate
-        self.hub = hub
-        self.metrics = metrics
-        self.loop = asyncio.get_running_loop()
-        self.loop_thread = threading.get_ident()
-
-    def refused(self, code: str) -> None:
-        if self.metrics is not None:
-            self.metrics.refused[code] += 1
-
-
-class Session:
+class Session(Subscriptions):
     """The state, in-flight submits and subscriptions of one connection."""
 
     # Slots: one Session per connection, so its size is per-session memory.
     __slots__ = (
         "__weakref__",
         "_cancelling",
-        "_close_connection",
         "_ended",
         "_flood",
         "_order",
-        "_send",
+        "_peer",
         "_services",
-        "attached",
         "client",
         "closed",
         "deltas",
@@ -121,28 +113,27 @@ class Session:
     def __init__(
         self,
         services: Services,
-        send: Send,
+        peer: Peer,
         *,
         deltas: bool = False,
         id: str | None = None,
         client: str | None = None,
         identity: Any = None,
-        close: Callable[[int, str], None] | None = None,
     ) -> None:
         self.id = id or new_session_id()
         self.resume_token = secrets.token_urlsafe(16)
         self._services = services
-        self._send = send
-        self._close_connection = close
+        self._peer = peer
         self.client = client
         self.identity = identity
         self.deltas = DeltaEncoder() if deltas else None
-        self.state: dict[State, Any] = {}
+        # (Per-session memory: the dicts start as one shared read-only empty dict, each
+        # replaced by one of its own before its first write, see own_state; dicts as
+        # ordered sets; the rest is made when first needed.)
+        self.state: dict[State, Any] = NO_ENTRIES
         # Each slot's size as last measured, for the state budget (execution.py).
-        self.state_bytes: dict[State, int] = {}
-        self.tasks: dict[SubmitId, asyncio.Task[None]] = {}
-        # (Per-session memory: dicts as ordered sets; cancels and topics start as one shared
-        # empty dict, replaced when first written; the rest is made when first needed.)
+        self.state_bytes: dict[State, int] = NO_ENTRIES
+        self.tasks: dict[SubmitId, asyncio.Task[None]] = NO_ENTRIES
         self._cancelling: dict[SubmitId, None] = NO_ENTRIES
         self.topics: dict[str, None] = NO_ENTRIES
         self._order: SlotOrder | None = None
@@ -150,16 +141,20 @@ class Session:
         # Called with every finished submit's final frame instead of sending it (a
         # shared store saves the session, then sends the frame).
         self.on_commit: Callable[[Session, bytes], None] | None = None
-        self.attached = True
         self.closed = False
         self._ended = False
-        now = self.last_active = services.loop.time()
-        s = services.settings
-        self._flood = FloodControl(s.submit_rate, s.submit_burst, s.flood_limit, now)
+        self.last_active = services.loop.time()
+        # Made at the first message: a new bucket is full, and stays full while unused.
+        self._flood: FloodControl | None = None
 
     @property
     def app(self) -> App:
         return self._services.app
+
+    @property
+    def attached(self) -> bool:
+        """Is a connection attached (not parked for a resume)?"""
+        return self._peer is not _DETACHED
 
     # -- state -------------------------------------------------------------------
 
@@ -168,12 +163,17 @@ class Session:
         try:
             return self.state[slot]
         except KeyError:
+            self.own_state()
             value = self.state[slot] = slot.initial()
             return value
 
-    def send(self, frame: bytes) -> None:
-        """Queue a frame to this session's client (the hub's subscriber interface)."""
-        self._send(frame)
+    def own_state(self) -> None:
+        """Give the session dicts of its own for ``state`` and ``state_bytes`` (they start
+        as the shared ``NO_ENTRIES``, which refuses writes): call it before writing them."""
+        if self.state is NO_ENTRIES:
+            self.state = {}
+        if self.state_bytes is NO_ENTRIES:
+            self.state_bytes = {}
 
     def publish(self, topic: str, data: Any, retain: bool = False) -> None:
         self._services.app.publish(topic, data, retain=retain)
@@ -197,7 +197,9 @@ class Session:
     def receive(self, payload: str | bytes) -> None:
         """Handle one text frame from the client. Never raises for bad input."""
         flood = self._flood
-        if flood.flooded:
+        if flood is None:
+            flood = self._flood = self._new_flood()
+        elif flood.flooded:
             return
         services = self._services
         settings = services.settings
@@ -205,7 +207,7 @@ class Session:
         unit = settings.message_cost_bytes
         cost = message_cost(payload, unit) if unit and len(payload) >= unit else 1.0
         if not flood.take(now, cost):
-            self._rate_limited(payload, now, cost)
+            self._rate_limited(flood, payload, now, cost)
             return
         try:
             message = decode_client(
@@ -216,13 +218,13 @@ class Session:
             )
         except RemoteProtocolError as exc:
             services.refused(exc.code)
-            self._send(encode_rejection(exc))
+            self._peer.send(encode_rejection(exc))
             return
         kind = type(message)
         if kind is Submit:
             self.submit(message)  # type: ignore[arg-type]
         elif kind is Ping:
-            self._send(encode_pong())
+            self._peer.send(encode_pong())
         elif kind is Cancel:
             self.cancel(message.id)  # type: ignore[union-attr]
         elif kind is Subscribe:
@@ -233,41 +235,48 @@ class Session:
     def _refuse(self, id: SubmitId | None, code: str, message: str, **extra: Any) -> None:
         """Answer a message with an error before anything ran (and count it)."""
         self._services.refused(code)
-        self._send(encode_error(id, code, message, **extra))
+        self._peer.send(encode_error(id, code, message, **extra))
 
     def admit_frame(self, size: int) -> bool:
         """Charge a WebSocket ping, pong or binary frame of ``size`` bytes to the
         session's flood control, as a message; False when it is over the rate (it gets
         no answer) and the connection is then closed if the session keeps flooding."""
         flood = self._flood
-        if flood.flooded:
+        if flood is None:
+            flood = self._flood = self._new_flood()
+        elif flood.flooded:
             return False
         unit = self._services.settings.message_cost_bytes
         cost = 1.0 + size // unit if unit else 1.0
         now = self._services.loop.time()
         if flood.take(now, cost):
             return True
-        self._strike(now, cost)
+        self._strike(flood, now, cost)
         return False
 
-    def _strike(self, now: float, cost: float) -> bool:
+    def _new_flood(self) -> FloodControl:
+        s = self._services.settings
+        return FloodControl(s.submit_rate, s.submit_burst, s.flood_limit, self.last_active)
+
+    def _strike(self, flood: FloodControl, now: float, cost: float) -> bool:
         """Count a rate-limited frame; close the connection when it is one too many."""
-        if self._flood.strike(now, cost):
+        if flood.strike(now, cost):
             return True
         log.warning("closing session %s: it keeps flooding", self.id)
         services = self._services
         if services.metrics is not None:
             services.metrics.closed["flooding"] += 1
-        if self._close_connection is not None:
-            self._close_connection(Close.POLICY_VIOLATION, "flooding: too many messages")
+        self._peer.request_close(Close.POLICY_VIOLATION, "flooding: too many messages")
         return False
 
-    def _rate_limited(self, payload: str | bytes, now: float, cost: float) -> None:
+    def _rate_limited(
+        self, flood: FloodControl, payload: str | bytes, now: float, cost: float
+    ) -> None:
         services = self._services
-        if not self._strike(now, cost):
+        if not self._strike(flood, now, cost):
             return
         # At least 1 ms: "retry after 0 s" would read as "no need to wait".
-        retry = max(0.001, round(self._flood.retry_after(), 3))
+        retry = max(0.001, round(flood.retry_after(), 3))
         rate = services.settings.submit_rate
         self._refuse(
             peek_id(payload, services.settings.message_cost_bytes or 1 << 16),
@@ -283,7 +292,7 @@ class Session:
             # A resumed session: a re-sent id is answered, never run twice.
             stored = results.answer(msg.id)
             if stored is not None:
-                self._send(stored)
+                self._peer.send(stored)
                 return
             if results.still_running(msg.id) and msg.id in self.tasks:
                 return  # still running: its answer goes to the new connection
@@ -315,15 +324,18 @@ class Session:
         gate = services.gate(function)
         if gate.full():
             services.refused(Code.QUEUE_FULL)
-            self._send(gate.refusal(msg.id, function.name))
+            self._peer.send(gate.refusal(msg.id, function.name))
             return
         turn = None
         if function.slots:
+            self.own_state()  # the executor writes them
             order = self._order
             if order is None:
                 order = self._order = SlotOrder()
             turn = order.claim(function.slots, services.loop)
         task = services.loop.create_task(self._run(msg.id, function, args, gate, turn))
+        if self.tasks is NO_ENTRIES:
+            self.tasks = {}
         self.tasks[msg.id] = task
         # A task cancelled before its first step never runs _run's cleanup: do it here.
         task.add_done_callback(functools.partial(self._never_started, msg.id, turn))
@@ -338,7 +350,7 @@ class Session:
         else:
             # Cancelled by the session's end before it ever ran: it still gets an answer.
             self._cancelling.pop(id, None)
-            self._send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
+            self._peer.send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
         if turn is not None and self._order is not None:
             self._order.release(turn)
 
@@ -354,39 +366,6 @@ class Session:
         # Its first step is already scheduled, so this runs after it.
         self._services.loop.call_soon(task.cancel)
 
-    # -- topics ------------------------------------------------------------------
-
-    def subscribe(self, topic: str) -> None:
-        """A client's subscription: only to topics the app allows."""
-        if not self._services.app.topic_allowed(topic):
-            self._topic_refused(topic, Code.FORBIDDEN_TOPIC, "you may not subscribe to it")
-            return
-        limit = self._services.settings.max_subscriptions
-        if topic not in self.topics and len(self.topics) >= limit:
-            self._topic_refused(
-                topic,
-                Code.TOO_MANY_SUBSCRIPTIONS,
-                f"this session is subscribed to {len(self.topics)} topics, the limit",
-            )
-            return
-        self.subscribe_server_side(topic)
-
-    def _topic_refused(self, topic: str, code: str, why: str) -> None:
-        self._refuse(None, code, f"topic {topic[:128]!r}: {why}", topic=topic)
-
-    def subscribe_server_side(self, topic: str) -> None:
-        hub = self._services.hub
-        if hub is None or self.closed:
-            return
-        self._send(encode_subscribed(topic))
-        hub.subscribe(self, topic)  # then the topic's current value, if it has one
-
-    def unsubscribe_server_side(self, topic: str) -> None:
-        hub = self._services.hub
-        if hub is not None:
-            hub.unsubscribe(self, topic)
-        self._send(encode_subscribed(topic, subscribed=False))
-
     # -- running a submit --------------------------------------------------------
 
     async def _run(
@@ -400,7 +379,7 @@ class Session:
                 await SlotOrder.wait(turn)
             key = self.id  # fairness between sessions: per-session caps, round robin
             if not gate.try_acquire(key):
-                await gate.wait(id, self._send, key)
+                await gate.wait(id, self._peer.send, key)
             try:
                 frame, outcome = await services.executor.execute(self, id, function, args)
             finally:
@@ -409,18 +388,18 @@ class Session:
         except QueueFull:
             outcome = Code.QUEUE_FULL
             # Not kept for a resume: it never ran, so running a re-send is right.
-            self._send(gate.refusal(id, function.name))
+            self._peer.send(gate.refusal(id, function.name))
         except asyncio.CancelledError:
             if id in self._cancelling and not self._ended:
                 outcome = Code.CANCELLED
                 self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
                 return  # our own cancellation: it ends here
             outcome = Code.SHUTTING_DOWN
-            self._send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
+            self._peer.send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
             raise
         except Exception:
             log.exception("internal error while running %s", function.name)
-            self._send(encode_error(id, Code.INTERNAL, "internal server error"))
+            self._peer.send(encode_error(id, Code.INTERNAL, "internal server error"))
         finally:
             del self.tasks[id]
             self._cancelling.pop(id, None)
@@ -434,37 +413,33 @@ class Session:
         results = self.results
         if results is None:
             if self._services.settings.resume_grace <= 0:
-                self._send(frame)
+                self._peer.send(frame)
                 return
             results = self.result_log()
         results.record(id, frame)
         if self.on_commit is None:
-            self._send(frame)
+            self._peer.send(frame)
         else:
             self.on_commit(self, frame)
 
     def deliver(self, frame: bytes) -> None:
         """Send ``frame`` to the connection attached now (if any)."""
-        self._send(frame)
+        self._peer.send(frame)
 
     # -- connection changes ------------------------------------------------------
 
     def detach(self) -> None:
         """The connection dropped: keep running, remember results, send nothing."""
-        self.attached = False
-        self._send = _discard
+        self._peer = _DETACHED
 
-    def attach(self, send: Send, *, deltas: bool, close: Callable[[int, str], None]) -> None:
+    def attach(self, peer: Peer, *, deltas: bool) -> None:
         """A resumed connection takes over this session (under a new resume token)."""
         self.resume_token = secrets.token_urlsafe(16)
-        self._send = send
-        self._close_connection = close
+        self._peer = peer
         self.deltas = DeltaEncoder() if deltas else None  # the client starts over too
         self.result_log().resumed(set(self.tasks))
-        self.attached = True
-        now = self.last_active = self._services.loop.time()
-        s = self._services.settings
-        self._flood = FloodControl(s.submit_rate, s.submit_burst, s.flood_limit, now)
+        self.last_active = self._services.loop.time()
+        self._flood = None  # a new bucket, at the first message
 
     # -- end ---------------------------------------------------------------------
 
@@ -485,6 +460,8 @@ class Session:
             await asyncio.gather(*tasks, return_exceptions=True)
         if not run_hooks:
             return
+        if services.app.session_end_hooks:
+            self.own_state()  # a hook may write it
         for hook in services.app.session_end_hooks:
             await services.executor.runner.call_hook(hook, self)
 
@@ -494,7 +471,3 @@ class Session:
         tasks = list(self.tasks.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
-
-
-def _discard(frame: bytes) -> None:
-    return None

@@ -10,6 +10,7 @@ functions build the server's frames. protocol.md is the contract.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from itertools import chain, compress
 from typing import Any, Final
 
@@ -147,7 +148,19 @@ def _decode_submit(obj: dict[str, Any], max_id_length: int) -> Submit:
     data = obj.get("data", [])
     if type(data) is not list:
         raise RemoteProtocolError(Code.BAD_MESSAGE, 'submit field "data" must be an array', id_)
-    return Submit(id_, fn, data)  # type: ignore[arg-type]  # checked by _valid_id
+    # Built through the slots' own setters: the frozen dataclass's __init__ costs three
+    # object.__setattr__ calls, about 0.6 µs of every submit.
+    submit = _new_submit(Submit)
+    _set_id(submit, id_)
+    _set_fn(submit, fn)
+    _set_data(submit, data)
+    return submit
+
+
+_new_submit: Final[Callable[[type[Submit]], Submit]] = object.__new__
+_set_id: Final[Callable[[Submit, Any], None]] = vars(Submit)["id"].__set__
+_set_fn: Final[Callable[[Submit, Any], None]] = vars(Submit)["fn"].__set__
+_set_data: Final[Callable[[Submit, Any], None]] = vars(Submit)["data"].__set__
 
 
 def _too_deep(payload: str | bytes, obj: dict[str, Any], max_depth: int) -> bool:

@@ -27,12 +27,13 @@ being parked for a resume.
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
 from typing import Any
 
 from aiohttp import WebSocketError, web
 
 from ..protocol import Close
-from ..settings import Settings
 
 __all__ = ["FrameGuard", "GuardedResponse", "IncompleteBytes", "valid_close_code"]
 
@@ -46,18 +47,23 @@ def valid_close_code(code: int) -> bool:
 
 
 class IncompleteBytes:
-    """Bytes of messages still being received, over every connection, against a cap."""
+    """Bytes of messages still being received, over every connection, against a cap;
+    and the seconds one message may take to arrive (0: no limit). Every connection's
+    guard shares it (what is the same for all of them is not kept per connection)."""
 
-    __slots__ = ("limit", "total")
+    __slots__ = ("limit", "message_timeout", "total")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, message_timeout: float = 0.0) -> None:
         self.limit = limit
+        self.message_timeout = message_timeout
         self.total = 0
 
 
 class FrameGuard:
     """One connection's frame-header scanner, in front of aiohttp's reader."""
 
+    # Slots, and nothing every connection shares (the budget has the timeout; the loop
+    # is the running one): one per connection, so its size is per-session memory.
     __slots__ = (
         "_budget",
         "_fin",
@@ -65,22 +71,18 @@ class FrameGuard:
         "_held",
         "_in_data",
         "_left",
-        "_loop",
         "_msg",
         "_open",
         "_parser",
         "_queue",
-        "_timeout",
         "failed",
         "started",
     )
 
-    def __init__(self, parser: Any, queue: Any, budget: IncompleteBytes, timeout: float) -> None:
+    def __init__(self, parser: Any, queue: Any, budget: IncompleteBytes) -> None:
         self._parser = parser  # aiohttp's WebSocketReader
         self._queue = queue  # its message queue (where an error goes)
         self._budget = budget
-        self._timeout = timeout
-        self._loop = asyncio.get_running_loop()
         self._head = b""  # an incomplete frame header from the last read
         self._left = 0  # payload bytes of the current frame still to come
         self._in_data = False  # the current frame is a data frame
@@ -127,11 +129,12 @@ class FrameGuard:
 
     def overdue(self, now: float) -> bool:
         """Has the open message been arriving for longer than ``message_timeout``?"""
-        return self._timeout > 0 and self.started > 0 and now - self.started > self._timeout
+        timeout = self._budget.message_timeout
+        return timeout > 0 and self.started > 0 and now - self.started > timeout
 
     def _account(self) -> tuple[int, int, str] | None:
         """A message is still open after this read: count it and bound its time."""
-        now = self._loop.time()
+        now = asyncio.get_running_loop().time()  # (not kept: a slot per connection)
         if not self.started:
             self.started = now
         elif self.overdue(now):
@@ -203,15 +206,30 @@ class FrameGuard:
         self.started = 0.0
 
 
+# What aiohttp's WebSocketWriter makes for every connection and a server's writers can
+# share: its masking bits (a server never masks a frame: RFC 6455 5.1) and the set that
+# holds its large compressed sends' tasks until they finish (any writer's tasks may be
+# in one set). About 480 bytes per connection.
+_NO_MASK_BITS = functools.partial(random.Random().getrandbits, 32)
+_SEND_TASKS: set[asyncio.Task[None]] = set()
+
+
+def _share_writer_parts(writer: Any) -> None:
+    if not writer.use_mask and hasattr(writer, "get_random_bits"):
+        writer.get_random_bits = _NO_MASK_BITS
+    if type(getattr(writer, "_background_tasks", None)) is set and not writer._background_tasks:
+        writer._background_tasks = _SEND_TASKS
+
+
 class GuardedResponse(web.WebSocketResponse):
-    """A ``WebSocketResponse`` whose incoming bytes pass a ``FrameGuard`` first."""
+    """A ``WebSocketResponse`` whose incoming bytes pass a ``FrameGuard`` first (and
+    whose writer shares what every connection's can)."""
 
     guard: FrameGuard | None = None
 
-    def __init__(self, settings: Settings, budget: IncompleteBytes, **kwargs: Any) -> None:
+    def __init__(self, budget: IncompleteBytes, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._budget = budget
-        self._message_timeout = settings.message_timeout
 
     def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
         # Bytes that came with the handshake go through the guard too: hold them back
@@ -220,9 +238,8 @@ class GuardedResponse(web.WebSocketResponse):
         tail = handler._message_tail
         handler._message_tail = b""
         super()._post_start(request, protocol, writer)
-        guard = self.guard = FrameGuard(
-            self._parser, self._reader, self._budget, self._message_timeout
-        )
+        _share_writer_parts(writer)
+        guard = self.guard = FrameGuard(self._parser, self._reader, self._budget)
         handler._payload_parser = guard
         if tail:
             eof, _ = guard.feed_data(tail)

@@ -222,11 +222,6 @@ class Connection:
         if self.requested_close is None:
             self.requested_close = (code, reason)
 
-    # Calling the connection asks it to close: what a session is given to close its
-    # connection (an attribute of the session's, and a bound method would be one
-    # more object per connection).
-    __call__ = request_close
-
     def stop_writer(self) -> None:
         """The socket is gone: stop the writer task and drop what is queued."""
         if self._writer is not None:

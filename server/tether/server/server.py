@@ -68,8 +68,11 @@ class Server:
         self.allowed_origins = settings.allowed_origins
         # HTTP connections not (yet) upgraded, against their own caps (handshakes.py).
         self.handshakes = Handshakes(settings, self.metrics)
-        # Bytes of WebSocket messages still arriving, over every connection (frames.py).
-        self.incomplete = IncompleteBytes(settings.incomplete_message_bytes)
+        # Bytes of WebSocket messages still arriving, over every connection, and the
+        # time one may take (frames.py).
+        self.incomplete = IncompleteBytes(
+            settings.incomplete_message_bytes, settings.message_timeout
+        )
         self.sessions: dict[str, Session] = {}
         # Open connections by session id (the keepalive sweep walks them).
         self.connections: dict[str, Connection] = {}

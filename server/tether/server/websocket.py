@@ -47,7 +47,6 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     so that this one keeps only the read loop's few locals.
     """
     ws = GuardedResponse(
-        server.settings,
         server.incomplete,
         max_msg_size=server.settings.max_message_size,
         compress=server.settings.compression,
@@ -62,16 +61,16 @@ async def handle(server: Server, request: web.Request) -> web.StreamResponse:
     conn, session = opened
     del opened
     try:
-        loop = asyncio.get_running_loop()
         # The read loop, inline: a helper coroutine would be one more frame per
-        # idle connection (and so is ``async for``'s __anext__).
+        # idle connection (and so is ``async for``'s __anext__; and each local is
+        # 8 bytes of this one's).
         while True:
             msg = await ws.receive()
             kind = msg.type
             if kind is WSMsgType.TEXT:
                 session.receive(msg.data)
             elif kind is WSMsgType.PONG:
-                conn.heard_at = loop.time()
+                conn.heard_at = asyncio.get_running_loop().time()
                 session.admit_frame(len(msg.data))  # control frames count as messages
             elif kind is WSMsgType.PING:
                 if session.admit_frame(len(msg.data)):
@@ -150,15 +149,14 @@ async def _open(
         return None
     resumed = session is not None
     if session is not None:
-        session.attach(conn.send, deltas=deltas, close=conn)
+        session.attach(conn, deltas=deltas)
     else:
         session = Session(
             server.services,
-            conn.send,
+            conn,  # (the object, not a bound method of it: per-session memory)
             deltas=deltas,
             client=address or None,
             identity=identity,
-            close=conn,  # (a Connection called is a close request: no bound method kept)
             id=record.get("id") if record else None,
         )
         resumed = record is not None
