@@ -139,6 +139,32 @@ async def test_a_submit_the_sessions_end_cancels_before_it_ran_still_gets_shutti
     await h.session.close()
     answer = await h.answer(1)
     assert (answer["type"], answer.get("code")) == ("error", "shutting_down")
+    assert not h.session.tasks  # nothing left behind
+
+
+async def test_a_stateful_submit_the_sessions_end_stops_before_it_ran_leaves_its_slot_free(
+    harness,
+):
+    app = App()
+    ran: list[str] = []
+
+    @app.function(inputs=["text", "state"], outputs=["text", "state"])
+    async def note(text, seen=[]):  # noqa: B006
+        ran.append(text)
+        seen.append(text)
+        return text, seen
+
+    h = harness(app)
+    h.receive(submit(1, "note", "first"))
+    h.receive(submit(2, "note", "second"))  # waits for the first on the slot
+    await h.session.close()
+    for id in (1, 2):
+        answer = await h.answer(id)
+        assert (answer["type"], answer.get("code")) == ("error", "shutting_down")
+    assert ran == []  # neither ran
+    assert not h.session.tasks
+    order = h.session._order
+    assert order is not None and order.busy() == 0  # the turns were given back
 
 
 def test_the_shared_empty_default_refuses_entries():

@@ -14,11 +14,11 @@ for a resume.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from inspect import CORO_CREATED, getcoroutinestate
 from typing import Any, Protocol
 
 from ..app import App, Function, State
@@ -337,22 +337,8 @@ class Session(Subscriptions):
         if self.tasks is NO_ENTRIES:
             self.tasks = {}
         self.tasks[msg.id] = task
-        # A task cancelled before its first step never runs _run's cleanup: do it here.
-        task.add_done_callback(functools.partial(self._never_started, msg.id, turn))
-
-    def _never_started(self, id: SubmitId, turn: Turn | None, task: asyncio.Task[None]) -> None:
-        if self.tasks.get(id) is not task:
-            return  # _run finished normally and cleaned up
-        del self.tasks[id]
-        if id in self._cancelling and not self._ended:
-            del self._cancelling[id]
-            self._finish(id, encode_error(id, Code.CANCELLED, "cancelled by the client"))
-        else:
-            # Cancelled by the session's end before it ever ran: it still gets an answer.
-            self._cancelling.pop(id, None)
-            self._peer.send(encode_error(id, Code.SHUTTING_DOWN, "the session ended before it ran"))
-        if turn is not None and self._order is not None:
-            self._order.release(turn)
+        # Nothing cancels a task before its first step (which is what runs _run's
+        # cleanup): ``cancel`` defers, ``close`` lets unstarted ones start and stop.
 
     def cancel(self, id: SubmitId) -> None:
         """Cancel a queued or running submit; unknown or finished ids are ignored."""
@@ -375,6 +361,8 @@ class Session(Subscriptions):
         start = services.loop.time()
         outcome: str = Code.INTERNAL
         try:
+            if self._ended:
+                raise asyncio.CancelledError  # the session ended before this first step
             if turn is not None and turn[1]:
                 await SlotOrder.wait(turn)
             key = self.id  # fairness between sessions: per-session caps, round robin
@@ -455,7 +443,10 @@ class Session(Subscriptions):
             services.hub.drop(self)
         tasks = list(self.tasks.values())
         for task in tasks:
-            task.cancel()
+            # One not started yet is not cancelled (its coroutine would never run, nor
+            # its cleanup): its first step sees the session ended and answers so.
+            if not _unstarted(task):
+                task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         if not run_hooks:
@@ -471,3 +462,9 @@ class Session(Subscriptions):
         tasks = list(self.tasks.values())
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
+
+
+def _unstarted(task: asyncio.Task[None]) -> bool:
+    """Whether ``task``'s coroutine has not begun (its first step is still scheduled)."""
+    coro = task.get_coro()
+    return isinstance(coro, Coroutine) and getcoroutinestate(coro) == CORO_CREATED
