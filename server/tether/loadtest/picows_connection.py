@@ -13,6 +13,7 @@ the picows stack is chosen.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -25,6 +26,11 @@ __all__ = ["PicowsConnection"]
 
 # Seconds ``close`` waits for the server to answer its close frame.
 CLOSE_TIMEOUT: Final = 5.0
+
+# picows makes a child logging.Logger per connection for a Logger it is given (and asks
+# it, uncached, whether to log the connection at info): an adapter over one logger
+# is not one, so every connection shares that logger and its cached levels.
+_LOG: Final = logging.LoggerAdapter(logging.getLogger("picows.client"), {})
 
 _TEXT: Final = WSMsgType.TEXT
 _CONTINUATION: Final = WSMsgType.CONTINUATION
@@ -143,7 +149,11 @@ class PicowsConnection(Connection):
         in this client's protocol version, ``ConnectionError`` when none came."""
         listener = _Listener()
         transport, _ = await ws_connect(
-            lambda: listener, url, max_frame_size=MAX_REPLY_SIZE, websocket_handshake_timeout=None
+            lambda: listener,
+            url,
+            max_frame_size=MAX_REPLY_SIZE,
+            websocket_handshake_timeout=None,
+            logger_name=_LOG,
         )
         try:
             return cls(listener, transport, await listener.first, on_frame, on_violation, first_id)

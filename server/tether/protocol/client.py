@@ -101,12 +101,26 @@ def _welcome(o: dict[str, Any]) -> Welcome:
     )
 
 
+_new_result: Final[Callable[[type[Result]], Result]] = object.__new__
+_set_result_id: Final[Callable[[Result, Any], None]] = vars(Result)["id"].__set__
+_set_result_data: Final[Callable[[Result, Any], None]] = vars(Result)["data"].__set__
+
+
+def _result(id: Any, data: Any) -> Result:
+    """A ``Result``, built through its slots' setters: the frozen dataclass's __init__
+    costs an ``object.__setattr__`` per field, on every reply a load generator reads."""
+    result = _new_result(Result)
+    _set_result_id(result, id)
+    _set_result_data(result, data)
+    return result
+
+
 def _error(o: dict[str, Any]) -> Error:
     return Error(o.get("id"), o["code"], o.get("message", ""), o.get("topic"), o.get("retry_after"))
 
 
 _DECODERS: Final[dict[str, Callable[[dict[str, Any]], ServerMessage]]] = {
-    "result": lambda o: Result(o["id"], o["data"]),
+    "result": lambda o: _result(o["id"], o["data"]),
     "error": _error,
     "partial": lambda o: Partial(o["id"], o["data"]),
     "event": lambda o: Event(o["topic"], o.get("data"), o.get("seq"), o.get("current") is True),
