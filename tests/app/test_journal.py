@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,15 @@ from typing import Any
 import orjson
 import pytest
 
-from tether.app.journal import Journal, TrackedDict, TrackedList, Untrackable, adopt, detached
+from tether.app.journal import (
+    Journal,
+    TrackedDict,
+    TrackedList,
+    Untrackable,
+    adopt,
+    detached,
+    dissolve,
+)
 
 
 def tracked(value: Any) -> tuple[Any, Journal]:
@@ -213,3 +222,48 @@ def test_delta_since_gives_up_when_it_cannot_know() -> None:
     for i in range(100):  # more mutations than the journal keeps
         fresh.append(i)
     assert fresh.delta_since(old) is None
+
+
+def _cyclic_garbage_of(make: Callable[[], None]) -> list[Any]:
+    """The tracked containers and journals that only the cyclic collector would free
+    after ``make()`` built and dropped a value."""
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        make()
+        gc.collect()
+        return [o for o in gc.garbage if type(o) in (TrackedList, TrackedDict, Journal)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+def _a_used_history(end: Callable[[Any], None]) -> Callable[[], None]:
+    def make() -> None:
+        history = adopt([], Journal())
+        for turn in range(5):
+            history._j.begin()
+            history.append([f"hi {turn}", "hello"])
+            history.append({"note": [turn]})
+            history._j.commit()
+        end(history)
+
+    return make
+
+
+def test_a_used_history_is_cyclic_garbage_until_dissolved():
+    assert _cyclic_garbage_of(_a_used_history(lambda history: None))  # parents, journal
+
+
+def test_a_dissolved_history_is_freed_by_reference_counting_alone():
+    assert _cyclic_garbage_of(_a_used_history(dissolve)) == []
+
+
+def test_dissolving_leaves_the_values_as_they_were():
+    history = adopt([["a", "b"], {"k": [1, 2]}], Journal())
+    dissolve(history)
+    assert history == [["a", "b"], {"k": [1, 2]}]
+    assert history[1]["k"]._up is None and history[0]._up is None
+    dissolve([1, 2])  # not tracked: nothing to do

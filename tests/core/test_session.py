@@ -271,3 +271,23 @@ async def test_a_function_that_only_writes_a_slot_gives_its_session_a_state_of_i
     h.receive(submit(2, "recall"))
     assert (await h.answer(2))["data"] == [3]
     assert h.session.state == {last: 3} and other.session.state == {}
+
+
+async def test_a_closed_sessions_journaled_state_keeps_no_reference_cycles(harness):
+    app = App()
+
+    @app.function(inputs=["text", "state"], outputs=["text", "state"])
+    def note(text, seen=[]):  # noqa: B006
+        seen.append([text, text.upper()])
+        return text, seen
+
+    h = harness(app)
+    for id in (1, 2):
+        h.receive(submit(id, "note", f"turn {id}"))
+        assert (await h.answer(id))["type"] == "result"
+    [history] = h.session.state.values()
+    assert history[0]._up is history and history._j.events  # cycles, while it is state
+    await h.session.close()
+    assert all(pair._up is None for pair in history)  # freed by reference counting
+    assert not history._j.events
+    assert history == [["turn 1", "TURN 1"], ["turn 2", "TURN 2"]]

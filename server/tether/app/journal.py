@@ -49,7 +49,8 @@ from .tracked import (
 )
 
 __all__ = [
-    "Journal", "TrackedDict", "TrackedList", "Untrackable", "adopt", "detached", "is_tracked",
+    "Journal", "TrackedDict", "TrackedList", "Untrackable", "adopt", "detached", "dissolve",
+    "is_tracked",
 ]  # fmt: skip
 
 _EVENTS: Final = 32  # mutations kept for output deltas (beyond: a delta compares items)
@@ -228,6 +229,26 @@ def _convert(value: Any, j: Journal, up: Any, memo: dict[int, Any], copy: bool =
         raise Untrackable
     memo[key] = out
     return out
+
+
+def dissolve(value: Any) -> None:
+    """Break the reference cycles of a tracked value that is no longer anyone's state
+    (its session ended), so that reference counting frees it at once rather than the
+    cyclic collector later: each nested container's parent pointer and the journal's
+    records of recent mutations point back up the tree. The values stay as they are."""
+    if not is_tracked(value):
+        return
+    journal = value._j
+    with journal.lock:
+        journal.events.clear()
+        journal.fresh.clear()
+        journal.undo = None
+    stack = [value]
+    while stack:
+        container = stack.pop()
+        container._up = None
+        items = container.values() if type(container) is TrackedDict else container
+        stack.extend(x for x in items if type(x) is TrackedList or type(x) is TrackedDict)
 
 
 def detached(value: Any) -> Any:

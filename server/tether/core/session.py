@@ -22,6 +22,7 @@ from inspect import CORO_CREATED, getcoroutinestate
 from typing import Any, Protocol
 
 from ..app import App, Function, State
+from ..app.journal import dissolve
 from ..errors import BadValue, QueueFull, RemoteProtocolError
 from ..protocol import (
     Cancel,
@@ -449,12 +450,13 @@ class Session(Subscriptions):
                 task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if not run_hooks:
-            return
-        if services.app.session_end_hooks:
-            self.own_state()  # a hook may write it
-        for hook in services.app.session_end_hooks:
-            await services.executor.runner.call_hook(hook, self)
+        if run_hooks:
+            if services.app.session_end_hooks:
+                self.own_state()  # a hook may write it
+            for hook in services.app.session_end_hooks:
+                await services.executor.runner.call_hook(hook, self)
+        for value in self.state.values():
+            dissolve(value)  # journaled state is freed now, not by the cyclic collector
 
     async def drain(self, grace: float) -> None:
         """Stop admitting submits and wait up to ``grace`` seconds for in-flight ones."""
