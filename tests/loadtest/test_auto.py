@@ -55,6 +55,16 @@ def make_app() -> App:
     return app
 
 
+def _check_fails(raw_server, tmp_path, handler, function):
+    """Serve one function by ``handler``, run the auto scenario with --check for half a
+    second; it must fail (exit 1). The check's examples."""
+    url = raw_server(handler, welcome=encode_welcome("raw", [function]))
+    status, result = loadtest(url, "--users", "1", "--duration", "0.5", "--check",
+                              tmp_path=tmp_path)  # fmt: skip
+    assert status == 1
+    return result["check"]["examples"]
+
+
 def test_the_auto_scenario_passes_its_check_against_an_app_of_its_own(serve_app, tmp_path):
     srv = serve_app(make_app())
     status, result = loadtest(
@@ -77,12 +87,10 @@ def test_a_partial_of_the_wrong_shape_is_a_violation(raw_server, tmp_path):
         await send(orjson.dumps({"type": "partial", "id": submit.id, "data": [5]}))
         await send(encode_result(submit.id, [[["a", "b"]]]))
 
-    welcome = encode_welcome("raw", [{"name": "s", "inputs": [], "outputs": ["chatbot"]}])
-    url = raw_server(handler, welcome=welcome)
-    status, result = loadtest(url, "--users", "1", "--duration", "0.5", "--check",
-                              tmp_path=tmp_path)  # fmt: skip
-    assert status == 1
-    assert "s: a partial: a chatbot output is int" in result["check"]["examples"][0]
+    examples = _check_fails(
+        raw_server, tmp_path, handler, {"name": "s", "inputs": [], "outputs": ["chatbot"]}
+    )
+    assert "s: a partial: a chatbot output is int" in examples[0]
 
 
 def test_the_auto_scenario_drives_the_demo_too(serve_app, tmp_path):
@@ -204,24 +212,20 @@ def test_a_bad_arguments_answer_is_a_violation(raw_server, tmp_path):
     async def handler(submit, send, history):
         await send(encode_error(submit.id, "bad_arguments", "no"))
 
-    welcome = encode_welcome("raw", [{"name": "f", "inputs": ["number"], "outputs": ["text"]}])
-    url = raw_server(handler, welcome=welcome)
-    status, result = loadtest(url, "--users", "1", "--duration", "0.5", "--check",
-                              tmp_path=tmp_path)  # fmt: skip
-    assert status == 1
-    assert "bad_arguments" in result["check"]["examples"][0]
+    examples = _check_fails(
+        raw_server, tmp_path, handler, {"name": "f", "inputs": ["number"], "outputs": ["text"]}
+    )
+    assert "bad_arguments" in examples[0]
 
 
 def test_a_result_of_the_wrong_shape_is_a_violation(raw_server, tmp_path):
     async def handler(submit, send, history):
         await send(encode_result(submit.id, ["not a number"]))
 
-    welcome = encode_welcome("raw", [{"name": "f", "inputs": [], "outputs": ["number"]}])
-    url = raw_server(handler, welcome=welcome)
-    status, result = loadtest(url, "--users", "1", "--duration", "0.5", "--check",
-                              tmp_path=tmp_path)  # fmt: skip
-    assert status == 1
-    assert "not a number" in result["check"]["examples"][0]
+    examples = _check_fails(
+        raw_server, tmp_path, handler, {"name": "f", "inputs": [], "outputs": ["number"]}
+    )
+    assert "not a number" in examples[0]
 
 
 def test_the_summary_says_where_the_files_went(serve_app, tmp_path, capsys):
